@@ -1,0 +1,54 @@
+"""zoo: a declarative model zoo and registry for image classification.
+
+    >>> import zoo
+    >>> zoo.list_models("sret*")
+    >>> model = zoo.create("sret_s", pretrained=True)
+
+Importing zoo is cheap: torch, timm and huggingface_hub are imported on first use of what
+needs them.  If timm gets imported (before or after zoo), zoo's models are registered in it.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "create": "zoo.build",
+    "convert_checkpoint": "zoo.build",
+    "list_models": "zoo.build",
+    "get_spec": "zoo.build",
+    "register_specs": "zoo.catalog",
+    "list_families": "zoo.families",
+    "save_pretrained": "zoo.weights",
+    "errors": None,
+}
+
+if TYPE_CHECKING:
+    from zoo.build import convert_checkpoint, create, get_spec, list_models
+    from zoo.catalog import register_specs
+    from zoo.families import list_families
+    from zoo.weights import save_pretrained
+
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    module = _LAZY[name]
+    if module is None:
+        return importlib.import_module(f"zoo.{name}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+from zoo import timm_plugin as _timm_plugin  # noqa: E402  (installs the import hook only)
+
+_timm_plugin.install()

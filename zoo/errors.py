@@ -1,0 +1,91 @@
+"""zoo's exceptions: each says what is wrong and how to fix it.
+
+Every error zoo raises on purpose derives from :class:`ZooError`, so callers can catch
+one type.  Subclasses also derive from the matching built-in (``KeyError``, ``ValueError``,
+``OSError``) so generic handlers keep working.
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+
+class ZooError(Exception):
+    """Base class of every error zoo raises deliberately."""
+
+
+class SpecError(ZooError, ValueError):
+    """A spec (YAML file or dict) is malformed: names the source, the model and the field path."""
+
+    def __init__(self, message: str, *, source: str | None = None, model: str | None = None,
+                 problems: Sequence[str] = ()):
+        self.source, self.model, self.problems = source, model, list(problems)
+        where = ", ".join(p for p in (f"in {source}" if source else "",
+                                     f"model {model!r}" if model else "") if p)
+        text = f"{message}" + (f" ({where})" if where else "")
+        if self.problems:
+            text += "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(text)
+
+
+class UnknownModelError(ZooError, KeyError):
+    """A model (or weights tag) name that no spec declares; suggests close matches."""
+
+    def __init__(self, name: str, known: Iterable[str], what: str = "model"):
+        self.name = name
+        known = list(known)
+        self.suggestions = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+        hint = (f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions
+                else f" Run `zoo list` to see the {len(known)} known {what}s.")
+        self.message = f"unknown {what} {name!r}.{hint}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.message
+
+
+class RegistryError(ZooError, ValueError):
+    """The weights registry is malformed or inconsistent with the specs."""
+
+
+class WeightsError(ZooError):
+    """Base of everything that can go wrong between a weights record and a loaded model."""
+
+
+class WeightsNotPublishedError(WeightsError, LookupError):
+    """The tag names an original checkpoint that must be converted locally first."""
+
+
+class WeightsNotCachedError(WeightsError, FileNotFoundError):
+    """Offline mode and the weights are not in the local cache."""
+
+
+class HubConnectionError(WeightsError, ConnectionError):
+    """The Hub (or the emulator ``HF_ENDPOINT`` points at) cannot be reached."""
+
+
+class ChecksumMismatchError(WeightsError, ValueError):
+    """A downloaded file's sha256 differs from the registry's record; the file was discarded."""
+
+    def __init__(self, what: str, expected: str, actual: str):
+        self.expected, self.actual = expected, actual
+        super().__init__(
+            f"{what}: sha256 mismatch: expected {expected}, got {actual}. The file was removed from "
+            "the cache; retry, and if it persists the Hub file or the registry record is wrong "
+            "(report it; never load it anyway).")
+
+
+class CorruptWeightsError(WeightsError, ValueError):
+    """A weights file that is not a readable safetensors file."""
+
+
+class StateDictMismatchError(WeightsError, ValueError):
+    """Keys, shapes or dtypes of a checkpoint do not fit the model; nothing was loaded."""
+
+
+class InputShapeError(ZooError, ValueError):
+    """An input tensor whose shape the model cannot take (e.g. fixed-size positional embeddings)."""
+
+
+class CheckpointError(ZooError, ValueError):
+    """An original checkpoint that cannot be converted (unsafe pickle, unknown layout)."""

@@ -1,0 +1,104 @@
+"""Safe, strict YAML reading and atomic writing for specs and the registry.
+
+Specs and registry files are plain data: mappings, lists, strings, numbers, booleans.  The
+loader is PyYAML's SafeLoader (no Python tags) with three extra rules: duplicate keys are
+errors, anchors/aliases are refused (``extends`` and ``defaults`` cover reuse, and aliases are
+how "billion laughs" documents blow up), and nesting depth is bounded.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MAX_DEPTH = 32
+MAX_BYTES = 4 * 1024 * 1024
+
+
+class YamlDataError(ValueError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise YamlDataError(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) "
+                                "are not allowed in zoo files; use `extends` or `defaults`")
+        event = self.peek_event()
+        if getattr(event, "anchor", None):
+            raise YamlDataError(f"line {event.start_mark.line + 1}: YAML anchors (&{event.anchor}) "
+                                "are not allowed in zoo files; use `extends` or `defaults`")
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise YamlDataError(f"line {event.start_mark.line + 1}: nesting deeper than "
+                                    f"{MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                raise YamlDataError(f"line {key_node.start_mark.line + 1}: mapping keys must be "
+                                    f"scalars, not {type(key).__name__}")
+            if key in seen:
+                raise YamlDataError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def loads(text: str, source: str = "<string>") -> Any:
+    """Parse YAML text strictly; raise :class:`YamlDataError` with the source on any problem."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise YamlDataError(f"{source}: larger than {MAX_BYTES} bytes")
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except YamlDataError as e:
+        raise YamlDataError(f"{source}: {e}") from None
+    except yaml.YAMLError as e:
+        raise YamlDataError(f"{source}: not valid zoo YAML: {e}") from None
+    except RecursionError:
+        raise YamlDataError(f"{source}: nesting too deep") from None
+
+
+def load(path: str | Path) -> Any:
+    path = Path(path)
+    return loads(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def dumps(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: mappings merge recursively, everything else replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
