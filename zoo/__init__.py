@@ -23,6 +23,7 @@ _LAZY = {
     "list_families": "zoo.families",
     "save_pretrained": "zoo.weights",
     "errors": None,
+    "measure": None,
 }
 
 if TYPE_CHECKING:

@@ -171,34 +171,40 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
 
     model_name, tag = split_name(name)
     spec = get_spec(model_name)
-    if isinstance(weights, str) and not weights.startswith("hf-hub:") and "/" not in weights \
-            and not weights.endswith(".safetensors") and not Path(weights).exists():
-        tag, weights = weights.removeprefix(f"{model_name}."), None
-        pretrained = True
     source = None
     if weights is not None:
-        source = W.resolve_external(weights, spec)
-    elif pretrained or tag is not None and pretrained:
+        text = str(weights)
+        is_ref = text.startswith("hf-hub:") or "/" in text or text.endswith(".safetensors") \
+            or Path(text).exists()
+        source = W.resolve_external(weights, spec) if is_ref \
+            else W.resolve_tag(spec, text.removeprefix(f"{model_name}."))
+    elif pretrained:
         source = W.resolve_tag(spec, tag)
-    if source is not None and source.num_classes is not None and source.num_classes != spec.data.num_classes:
+    if source is not None and source.num_classes and source.num_classes != spec.data.num_classes:
         spec = spec.with_overrides(num_classes=source.num_classes)
     weights_spec = spec
     want_classes = spec.data.num_classes if num_classes is None else num_classes
     want_chans = spec.data.in_chans if in_chans is None else in_chans
-    spec = spec.with_overrides(num_classes=want_classes, in_chans=want_chans, **overrides) \
-        if (num_classes is not None or in_chans is not None or overrides) else spec
+    if num_classes is not None or in_chans is not None or overrides:
+        spec = spec.with_overrides(num_classes=want_classes, in_chans=want_chans, **overrides)
     if source is None:
         model = build_model(spec)
+        model.pretrained_cfg = pretrained_cfg(spec, tag)
+    elif source.layout == "packed":
+        if want_classes != weights_spec.data.num_classes or want_chans != weights_spec.data.in_chans:
+            raise StateDictMismatchError("packed (deployable) weights cannot be adapted to a new "
+                                         "num_classes/in_chans; load the latent weights instead")
+        state_dict, _ = source.read()
+        model = get_family(spec.family).model.load_packed(spec, state_dict)  # type: ignore[attr-defined]
+        model.pretrained_cfg = pretrained_cfg(spec, source.tag)
     else:
-        state_dict = source.load(weights_spec)
-        state_dict = adapt_state_dict(weights_spec, state_dict, num_classes=want_classes,
-                                      in_chans=want_chans)
+        state_dict = adapt_state_dict(weights_spec, source.load(weights_spec),
+                                      num_classes=want_classes, in_chans=want_chans)
         model = build_model(spec, meta=True)
-        head_reset = want_classes != weights_spec.data.num_classes
-        if head_reset:
+        if want_classes != weights_spec.data.num_classes:
             _materialize_classifier(model, spec)
             own = model.state_dict()
-            for k in list(own):
+            for k in own:
                 if any(k == c or k.startswith(c + ".") for c in spec.data.classifiers):
                     state_dict[k] = own[k]
         load_into(model, state_dict, source.describe())

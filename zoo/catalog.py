@@ -10,7 +10,7 @@ A spec file is a mapping::
       simplenetv1_5m_m2: {extends: simplenetv1_5m_m1, arch: {mode: 2}}
 
 ``extends`` names another model (in any file) whose resolved fields are the starting point;
-mappings merge recursively, other values replace.  Raw entries are read once; each spec is
+sections merge field by field, a field's value replaces the base's whole.  Raw entries are read once; each spec is
 validated on first use (listing needs no validation, and never imports torch).
 """
 from __future__ import annotations
@@ -118,8 +118,8 @@ class Catalog:
                                     problems=[str(UnknownModelError(base_name, self.entries))])
                 base = dict(self.resolve(base_name, (*_chain, name)))
                 base.pop("name", None)
-                merged = yamlio.deep_merge(merged, base)
-            merged = yamlio.deep_merge(merged, raw)
+                merged = yamlio.merge_spec(merged, base)
+            merged = yamlio.merge_spec(merged, raw)
             merged["name"] = name
             self._resolved[name] = merged
             return merged

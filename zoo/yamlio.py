@@ -93,12 +93,14 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``over`` on top of ``base``: mappings merge recursively, everything else replaces."""
+def merge_spec(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, field by field: sections that are mappings in both (``arch``,
+    ``data``, ``paper``, ...) merge one level deep; a field's value is always replaced whole (so
+    ``strides: {}`` or a new ``layers`` list replaces the base's, never mixes with it)."""
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+            out[key] = {**out[key], **value}
         else:
             out[key] = value
     return out

@@ -1,0 +1,51 @@
+"""Golden parity: every vector in tests/golden/ (made by running each family's ORIGINAL code
+with deterministically filled weights) must be reproduced by zoo through
+``zoo.convert_checkpoint`` + strict loading into ``zoo.create``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from tests import golden as G
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+FILES = sorted(GOLDEN_DIR.glob("*.json"))
+# Vectors whose model costs more than a few seconds on 2 CPU cores run in the `slow` group.
+HEAVY_PARAMS = 40_000_000
+
+
+def _param(path: Path):
+    import json
+
+    head = json.loads(path.read_text())
+    marks = [pytest.mark.slow] if head.get("num_params", 0) > HEAVY_PARAMS else []
+    return pytest.param(path, id=path.stem, marks=marks)
+
+
+@pytest.mark.parametrize("path", [_param(p) for p in FILES])
+def test_golden(path: Path) -> None:
+    g = G.load(path)
+    model = zoo.create(g["model"])
+    sd = zoo.convert_checkpoint(g["model"], G.fill_state_dict(g))
+    model.load_state_dict(sd, strict=True)
+    diff = G.assert_matches(g, G.run(g, model))
+    assert diff >= 0.0
+
+
+@pytest.mark.parametrize("path", [_param(p) for p in FILES])
+def test_golden_param_count(path: Path) -> None:
+    g = G.load(path)
+    model = zoo.create(g["model"])
+    assert zoo.measure.count_params(model) == g["num_params"]
+
+
+def test_every_shared_golden_file_is_copied() -> None:
+    """A new vector in ../shared/golden must be copied here (and pass); fails if one is missed."""
+    shared = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
+    if not shared.is_dir():
+        pytest.skip("no ../shared/golden beside this checkout")
+    missing = sorted(p.name for p in shared.glob("*.json") if not (GOLDEN_DIR / p.name).exists())
+    assert not missing, f"copy these golden vectors into tests/golden/: {missing}"
