@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "create": "zoo.build",
     "convert_checkpoint": "zoo.build",
-    "list_models": "zoo.build",
-    "get_spec": "zoo.build",
+    "list_models": "zoo.catalog",
+    "get_spec": "zoo.catalog",
     "register_specs": "zoo.catalog",
     "list_families": "zoo.families",
     "save_pretrained": "zoo.weights",
@@ -27,8 +27,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from zoo.build import convert_checkpoint, create, get_spec, list_models
-    from zoo.catalog import register_specs
+    from zoo.build import convert_checkpoint, create
+    from zoo.catalog import get_spec, list_models, register_specs
     from zoo.families import list_families
     from zoo.weights import save_pretrained
 

@@ -14,23 +14,12 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from zoo.catalog import catalog
+from zoo.catalog import catalog, get_spec, list_models, split_name  # noqa: F401 (re-exported)
 from zoo.errors import StateDictMismatchError, UnknownModelError
 from zoo.families import get_family
 from zoo.spec import SpecBase
 
 log = logging.getLogger("zoo")
-
-
-def split_name(name: str) -> tuple[str, str | None]:
-    """``"sret_s.in1k_dist"`` -> ``("sret_s", "in1k_dist")``."""
-    model, _, tag = name.partition(".")
-    return model, (tag or None)
-
-
-def get_spec(name: str) -> SpecBase:
-    """The validated spec of a model (a tag suffix is ignored)."""
-    return catalog().spec(split_name(name)[0])
 
 
 @contextlib.contextmanager
@@ -233,23 +222,6 @@ def convert_checkpoint(name: str, state_dict: dict[str, torch.Tensor]) -> dict[s
     """An original implementation's state dict (its own key layout) -> zoo's layout."""
     spec = get_spec(name)
     return get_family(spec.family).convert(spec, dict(state_dict))  # type: ignore[attr-defined]
-
-
-def list_models(pattern: str = "*", *, family: str | None = None,
-                pretrained: bool = False) -> list[str]:
-    """Model names matching ``pattern`` (fnmatch); with ``pretrained``, the ``name.tag`` of
-    every published weights file instead."""
-    names = catalog().names(pattern if not pretrained else "*", family)
-    if not pretrained:
-        return names
-    import fnmatch
-
-    from zoo.registry import registry
-
-    known = set(names)
-    return [t for t, rec in registry().records.items() if rec.pretrained
-            and t.rsplit(".", 1)[0] in known and (fnmatch.fnmatchcase(t, pattern)
-                                                  or fnmatch.fnmatchcase(t.rsplit(".", 1)[0], pattern))]
 
 
 def ensure_known(name: str) -> None:

@@ -20,10 +20,13 @@ import threading
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo import yamlio
 from zoo.errors import SpecError, UnknownModelError
+
+if TYPE_CHECKING:
+    from zoo.spec import SpecBase
 
 _FILE_KEYS = {"defaults", "models"}
 
@@ -146,6 +149,34 @@ class Catalog:
                 continue
             out.append(name)
         return out
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """``"sret_s.in1k_dist"`` -> ``("sret_s", "in1k_dist")``."""
+    model, _, tag = name.partition(".")
+    return model, (tag or None)
+
+
+def get_spec(name: str) -> "SpecBase":
+    """The validated spec of a model (a tag suffix is ignored)."""
+    return catalog().spec(split_name(name)[0])
+
+
+def list_models(pattern: str = "*", *, family: str | None = None,
+                pretrained: bool = False) -> list[str]:
+    """Model names matching ``pattern`` (fnmatch); with ``pretrained``, the ``name.tag`` of
+    every published weights file instead."""
+    names = catalog().names(pattern if not pretrained else "*", family)
+    if not pretrained:
+        return names
+    import fnmatch
+
+    from zoo.registry import registry
+
+    known = set(names)
+    return [t for t, rec in registry().records.items() if rec.pretrained
+            and t.rsplit(".", 1)[0] in known and (fnmatch.fnmatchcase(t, pattern)
+                                                  or fnmatch.fnmatchcase(t.rsplit(".", 1)[0], pattern))]
 
 
 _catalog: Catalog | None = None

@@ -44,7 +44,7 @@ class DataConfig(StrictModel):
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)],
                Annotated[float, Field(gt=0)]] = IMAGENET_STD
-    num_classes: PositiveInt = 1000
+    num_classes: int = Field(1000, ge=0, description="0: no classifier (features only)")
     label_set: str = Field("imagenet-1k", description="the classes the head predicts")
     first_conv: str = Field(description="state-dict prefix of the input conv/projection")
     classifier: str | tuple[str, ...] = Field(description="state-dict prefix(es) of the classifier")
@@ -122,10 +122,16 @@ def family_spec_model(family: str, arch: type[ArchBase]) -> type[SpecBase]:
 
 
 @functools.cache
-def _adapter(families: tuple[str, ...]) -> TypeAdapter:
+def family_spec(family: str) -> type[SpecBase]:
+    """The (cached) spec model of one family."""
     from zoo.families import get_family
 
-    members = tuple(family_spec_model(f, get_family(f).arch) for f in families)
+    return family_spec_model(family, get_family(family).arch)
+
+
+@functools.cache
+def _adapter(families: tuple[str, ...]) -> TypeAdapter:
+    members = tuple(family_spec(f) for f in families)
     union = members[0] if len(members) == 1 else Union[members]  # type: ignore[valid-type]
     return TypeAdapter(Annotated[union, Field(discriminator="family")])
 
@@ -152,9 +158,9 @@ def validate_spec(raw: dict[str, Any], *, source: str = "<dict>") -> SpecBase:
         raise SpecError(f"unknown family {family!r}; known families: {', '.join(family_names())}",
                         source=source, model=name)
     try:
-        return spec_adapter().validate_python(raw)
+        return family_spec(family).model_validate(raw)
     except ValidationError as e:
-        problems = [f"{'.'.join(str(p) for p in err['loc'][1:]) or '<root>'}: {err['msg']}"
+        problems = [f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
                     + (f" (got {err['input']!r})" if err["type"] != "missing"
                        and not isinstance(err["input"], (dict, list)) else "")
                     for err in e.errors()]

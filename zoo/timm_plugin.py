@@ -13,6 +13,7 @@ import importlib.machinery
 import sys
 import threading
 import types
+import warnings
 from typing import Any
 
 MODULE = "zoo"                       # timm.list_models(module="zoo")
@@ -106,7 +107,12 @@ def register_new(names: list[str] | None = None) -> list[str]:
             if name in _model_entrypoints:
                 skipped[name] = "timm has a built-in model of this name"
                 continue
-            host.default_cfgs[name] = _default_cfg(name)
+            try:
+                host.default_cfgs[name] = _default_cfg(name)
+            except Exception as e:  # a broken spec must not break timm: report and skip it
+                skipped[name] = f"{type(e).__name__}: {e}"
+                warnings.warn(f"zoo: {name} not registered in timm: {skipped[name]}", stacklevel=2)
+                continue
             register_model(_entrypoint(name))
             _registered.add(name)
             done.append(name)
@@ -135,7 +141,10 @@ class _TimmHook(importlib.abc.MetaPathFinder):
                 sys.meta_path.remove(self)
             except ValueError:
                 pass
-            register_new()
+            try:
+                register_new()
+            except Exception as e:  # never break `import timm`
+                warnings.warn(f"zoo: could not register its models in timm: {e}", stacklevel=2)
 
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec

@@ -1,0 +1,36 @@
+"""Shared test set-up: deterministic threads, the Hub emulator fixtures, and model parameters."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+if (Path(__file__).parent / "hubfixtures.py").exists():
+    pytest_plugins = ["tests.hubfixtures"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import torch
+
+    # pytest-xdist workers share the machine's cores: one intra-op thread each avoids
+    # oversubscription; a single process uses them all.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
+def heavy(name: str) -> bool:
+    """Whether a model is heavy enough for the `slow` group (from its spec's reported numbers,
+    so collection builds nothing)."""
+    import zoo
+
+    rep = zoo.get_spec(name).reported
+    if rep is None:
+        return False
+    return (rep.params_m or 0) > 40 or (rep.macs_m or 0) > 6000
+
+
+def model_params(names: list[str]) -> list:
+    return [pytest.param(n, id=n, marks=[pytest.mark.slow] if heavy(n) else []) for n in names]

@@ -1,0 +1,112 @@
+"""zoo.create: overrides, adaptation, weights from folders, the meta-device fast path."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import zoo
+from zoo.build import build_model, parameters_on_meta
+from zoo.errors import (SpecError, StateDictMismatchError, UnknownModelError,
+                        WeightsNotPublishedError)
+
+NAME = "simplenetv1_small_m1_05"
+
+
+def test_arch_overrides_are_validated() -> None:
+    model = zoo.create(NAME, drop_rate=0.2)
+    assert model.head.drop.p == 0.2
+    with pytest.raises(SpecError, match="drop_rate"):
+        zoo.create(NAME, drop_rate=2.0)
+    with pytest.raises(SpecError, match="no_such_field"):
+        zoo.create(NAME, no_such_field=1)
+
+
+def test_num_classes_and_in_chans_without_weights() -> None:
+    model = zoo.create(NAME, num_classes=0, in_chans=1)
+    assert model(torch.randn(2, 1, 64, 64)).shape == (2, model.num_features)
+    assert model.pretrained_cfg["num_classes"] == 0
+    assert tuple(model.pretrained_cfg["input_size"]) == (1, 224, 224)
+
+
+def test_save_pretrained_round_trip(tmp_path) -> None:
+    model = zoo.create(NAME).eval()
+    zoo.save_pretrained(model, tmp_path / "out")
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"model.safetensors", "config.json",
+                                                               "README.md"}
+    again = zoo.create(NAME, weights=tmp_path / "out")
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: timm") and "license: mit" in card
+
+
+def test_pretrained_weights_adapt_head_and_input(tmp_path) -> None:
+    model = zoo.create(NAME).eval()
+    zoo.save_pretrained(model, tmp_path)
+    adapted = zoo.create(NAME, weights=tmp_path, num_classes=3, in_chans=1).eval()
+    assert adapted.get_classifier().out_features == 3
+    sd, src = adapted.state_dict(), model.state_dict()
+    torch.testing.assert_close(sd["features.0.weight"], src["features.0.weight"].sum(1, keepdim=True))
+    assert torch.equal(sd["features.1.running_var"], src["features.1.running_var"])
+    assert all(not t.is_meta for t in sd.values())
+    with torch.no_grad():
+        assert adapted(torch.randn(1, 1, 224, 224)).shape == (1, 3)
+
+
+def test_saved_num_classes_is_restored(tmp_path) -> None:
+    model = zoo.create(NAME, num_classes=7)
+    zoo.save_pretrained(model, tmp_path)
+    assert zoo.create(NAME, weights=tmp_path).get_classifier().out_features == 7
+
+
+def test_wrong_weights_are_refused_whole(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    other = zoo.create("simplenetv1_small_m1_075")
+    zoo.save_pretrained(other, tmp_path / "saved")
+    with pytest.raises(StateDictMismatchError, match="holds weights of simplenetv1_small_m1_075"):
+        zoo.create(NAME, weights=tmp_path / "saved")
+    save_file(other.state_dict(), str(tmp_path / "bare.safetensors"))  # no zoo metadata
+    with pytest.raises(StateDictMismatchError, match="wrong shapes") as info:
+        zoo.create(NAME, weights=tmp_path / "bare.safetensors")
+    assert "features.0.weight: checkpoint (48, 3, 3, 3) vs model (32, 3, 3, 3)" in str(info.value)
+
+
+def test_parameters_on_meta_skips_initialization() -> None:
+    calls = []
+    original = torch.nn.init.xavier_uniform_
+
+    def spy(t, *a, **k):
+        calls.append(t.device.type)
+        return original(t, *a, **k)
+
+    torch.nn.init.xavier_uniform_ = spy
+    try:
+        with parameters_on_meta():
+            model = build_model(zoo.get_spec(NAME))
+    finally:
+        torch.nn.init.xavier_uniform_ = original
+    assert calls and set(calls) == {"meta"}
+    assert all(p.is_meta for p in model.parameters())
+    assert not any(b.is_meta for b in model.buffers())
+
+
+def test_convertible_source_explains_how_to_convert() -> None:
+    with pytest.raises(WeightsNotPublishedError) as info:
+        zoo.create("simplenetv1_5m_m1", pretrained=True)
+    text = str(info.value)
+    assert "releases/download/v1.0.0/simplenetv1_5m_m1-36c4ca4d.pth" in text
+    assert "zoo convert simplenetv1_5m_m1.in1k" in text
+
+
+def test_unknown_tag() -> None:
+    with pytest.raises(UnknownModelError, match="simplenetv1_5m_m1.in1k"):
+        zoo.create("simplenetv1_5m_m1.in22k", pretrained=True)
+
+
+def test_convert_checkpoint_maps_upstream_layout() -> None:
+    upstream = {"module.features.0.weight": torch.zeros(1), "classifier.weight": torch.ones(1),
+                "classifier.bias": torch.ones(1)}
+    out = zoo.convert_checkpoint(NAME, upstream)
+    assert set(out) == {"features.0.weight", "head.fc.weight", "head.fc.bias"}

@@ -1,0 +1,112 @@
+"""Conformance: every registered zoo model behaves like a timm model (as timm's own model tests
+check for timm's).  New families join automatically."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import zoo
+from tests.conftest import model_params
+
+MODELS = zoo.list_models()
+BATCH = 2
+
+
+@pytest.fixture(scope="module", params=model_params(MODELS))
+def built(request):
+    """(name, spec, model) built once per model and shared by the tests below."""
+    torch.manual_seed(0)
+    name = request.param
+    spec = zoo.get_spec(name)
+    model = zoo.create(name)
+    return name, spec, model
+
+
+def _input(spec, batch: int = BATCH) -> torch.Tensor:
+    return torch.randn(batch, *spec.data.input_size, generator=torch.Generator().manual_seed(0))
+
+
+def test_forward_backward(built) -> None:
+    name, spec, model = built
+    model.train()
+    out = model(_input(spec))
+    if isinstance(out, (tuple, list)):  # e.g. distillation heads in train mode
+        out = out[0]
+    assert out.shape == (BATCH, spec.data.num_classes)
+    assert torch.isfinite(out).all()
+    out.float().pow(2).mean().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not no_grad, f"{name}: parameters without gradient: {no_grad[:10]}"
+    model.zero_grad(set_to_none=True)
+    model.eval()
+
+
+def test_features_and_head(built) -> None:
+    name, spec, model = built
+    model.eval()
+    x = _input(spec)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        channels = feats.shape[1] if feats.ndim == 4 else feats.shape[-1]
+        assert channels == model.num_features
+        logits = model.forward_head(feats)
+        assert logits.shape == (BATCH, spec.data.num_classes)
+        torch.testing.assert_close(logits, model(x), rtol=1e-5, atol=1e-5)
+        pooled = model.forward_head(feats, pre_logits=True)
+        assert pooled.shape == (BATCH, model.num_features)
+
+
+def test_reset_classifier(built) -> None:
+    name, spec, built_model = built
+    x = _input(spec)
+    with torch.no_grad():
+        feats = built_model.eval().forward_features(x)
+        model = copy.deepcopy(built_model).eval()
+        model.reset_classifier(0)
+        assert model.num_classes == 0
+        assert model(x).shape == (BATCH, model.num_features)
+        model.reset_classifier(0, "")
+        assert model(x).shape == feats.shape
+        model = copy.deepcopy(built_model).eval()
+        model.reset_classifier(7)
+        assert model(x).shape == (BATCH, 7)
+        assert model.num_classes == 7 and model.get_classifier().out_features == 7
+
+
+def test_data_config_agrees_with_model(built) -> None:
+    name, spec, model = built
+    sd = model.state_dict()
+    first = sd.get(f"{spec.data.first_conv}.weight")
+    assert first is not None, f"first_conv {spec.data.first_conv!r} not in the state dict"
+    assert first.shape[1] == spec.data.in_chans
+    classifier = model.get_classifier()
+    assert f"{spec.data.classifiers[0]}.weight" in sd
+    assert model.get_submodule(spec.data.classifiers[0]) is classifier
+    assert classifier.out_features == spec.data.num_classes
+    cfg = model.pretrained_cfg
+    assert cfg["architecture"] == name and tuple(cfg["input_size"]) == tuple(spec.data.input_size)
+    from timm.data import resolve_data_config
+
+    data = resolve_data_config(model=model)
+    assert tuple(data["input_size"]) == tuple(spec.data.input_size)
+    assert data["interpolation"] == spec.data.interpolation
+    assert data["crop_pct"] == spec.data.crop_pct
+
+
+def test_timm_create_model(built) -> None:
+    import timm
+
+    name, spec, _ = built
+    model = timm.create_model(name, num_classes=3)
+    assert model.pretrained_cfg["architecture"] == name
+    assert model.num_classes == 3 and model.get_classifier().out_features == 3
+
+
+def test_adapt_in_chans_and_classes(built) -> None:
+    name, spec, _ = built
+    model = zoo.create(name, in_chans=1, num_classes=4).eval()
+    x = torch.randn(1, 1, *spec.data.input_size[1:])
+    with torch.no_grad():
+        assert model(x).shape == (1, 4)

@@ -1,0 +1,173 @@
+"""Spec loading and validation: every kind of bad spec gives a SpecError naming file, model and
+field; extends/defaults resolve; names are checked with suggestions."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import zoo
+from zoo.catalog import Catalog, catalog
+from zoo.errors import SpecError, UnknownModelError
+
+SIMPLE = {
+    "family": "simplenet",
+    "paper": {"title": "t"},
+    "data": {"input_size": [3, 32, 32], "first_conv": "features.0", "classifier": "head.fc"},
+    "arch": {"layers": [{"filters": 8}, {"pool": "max"}, {"filters": 16}]},
+}
+
+
+def _doc(**models) -> dict:
+    return {"models": models}
+
+
+def _spec_error(doc, name: str) -> SpecError:
+    cat = Catalog()
+    with pytest.raises(SpecError) as info:
+        cat.add_document(doc, "test.yaml")
+        cat.spec(name)
+    return info.value
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "user.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_valid_user_spec_builds() -> None:
+    cat = Catalog()
+    cat.add_document(_doc(tiny=SIMPLE), "t.yaml")
+    spec = cat.spec("tiny")
+    assert spec.family == "simplenet" and spec.data.in_chans == 3
+    assert spec.arch.layers[1].pool == "max"
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda s: s["arch"].update(widths=3), "arch.widths"),                       # unknown key
+    (lambda s: s.update(colour="red"), "colour"),                                 # unknown top key
+    (lambda s: s["arch"]["layers"][0].update(filters="many"), "arch.layers.0"),   # wrong type
+    (lambda s: s["arch"]["layers"][0].update(filters=-8), "arch.layers.0"),       # negative width
+    (lambda s: s["arch"].update(strides={0: 3}), "arch.strides.0"),               # bad stride
+    (lambda s: s["arch"].update(strides={9: 2}), "arch"),                         # stride index
+    (lambda s: s["data"].update(input_size=[3, 0, 32]), "data.input_size.1"),
+    (lambda s: s["data"].update(crop_pct=1.5), "data.crop_pct"),
+    (lambda s: s["data"].pop("first_conv"), "data.first_conv"),                   # missing
+    (lambda s: s["data"].update(num_classes=float("inf")), "data.num_classes"),
+    (lambda s: s["paper"].update(arxiv="not-an-id"), "paper.arxiv"),
+])
+def test_invalid_fields_name_file_model_and_path(mutate, field) -> None:
+    spec = json.loads(json.dumps(SIMPLE))
+    mutate(spec)
+    err = _spec_error(_doc(tiny=spec), "tiny")
+    text = str(err)
+    assert "test.yaml" in text and "'tiny'" in text
+    assert any(p.startswith(field) for p in err.problems), err.problems
+
+
+def test_unknown_family_lists_known_ones() -> None:
+    err = _spec_error(_doc(x={**SIMPLE, "family": "simplenett"}), "x")
+    assert "simplenett" in str(err) and "simplenet" in str(err)
+
+
+def test_extends_overrides_fields_and_replaces_values() -> None:
+    cat = Catalog()
+    cat.add_document({"defaults": {"family": "simplenet"},
+                      "models": {"base": {k: v for k, v in SIMPLE.items() if k != "family"},
+                                 "wide": {"extends": "base", "arch": {"scale": 2.0},
+                                          "data": {"num_classes": 10}}}}, "t.yaml")
+    wide = cat.spec("wide")
+    assert wide.arch.scale == 2.0 and wide.data.num_classes == 10
+    assert wide.data.first_conv == "features.0"          # inherited field
+    assert len(wide.arch.layers) == 3
+
+
+def test_extends_cycle_and_unknown_base() -> None:
+    cyc = _doc(a={**SIMPLE, "extends": "b"}, b={**SIMPLE, "extends": "a"})
+    assert "cycle" in str(_spec_error(cyc, "a"))
+    unknown = _doc(a={**SIMPLE, "extends": "simplenetv1_5m_m7"})
+    err = _spec_error(unknown, "a")
+    assert "`extends: simplenetv1_5m_m7` names an unknown model" in str(err)
+    cat = Catalog()
+    cat.add_document(_doc(base=SIMPLE), "a.yaml")
+    cat.add_document(_doc(child={"extends": "bsae"}), "b.yaml")
+    with pytest.raises(SpecError, match="Did you mean: base"):
+        cat.spec("child")
+
+
+def test_duplicate_model_names_across_files() -> None:
+    cat = Catalog()
+    cat.add_document(_doc(tiny=SIMPLE), "a.yaml")
+    with pytest.raises(SpecError, match="already defined in a.yaml"):
+        cat.add_document(_doc(tiny=SIMPLE), "b.yaml")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("models: {a: {family: simplenet}\n", "not valid zoo YAML"),
+    ("models:\n  a: {}\n  a: {}\n", "duplicate key 'a'"),
+    ("models:\n  a: !!python/object/apply:os.system ['echo pwned']\n", "not valid zoo YAML"),
+    ("x: &a [1]\nmodels: {b: *a}\n", "anchors"),
+    ("- 1\n- 2\n", "mapping with a `models:`"),
+    ("models: {}\nextra: 1\n", "unknown top-level key"),
+])
+def test_bad_yaml_files(tmp_path, text, message) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(SpecError, match=message) as info:
+        Catalog().add_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_register_specs_from_file_and_dict(tmp_path) -> None:
+    path = _write(tmp_path, """
+        defaults: {family: simplenet, paper: {title: mine}}
+        models:
+          user_tiny_a:
+            data: {input_size: [3, 32, 32], first_conv: features.0, classifier: head.fc, num_classes: 5}
+            arch: {layers: [{filters: 8}, {pool: max}, {filters: 16}]}
+        """)
+    assert zoo.register_specs(path) == ["user_tiny_a"]
+    assert zoo.create("user_tiny_a").get_classifier().out_features == 5
+    doc = {"name": "user_tiny_b", **SIMPLE}
+    assert zoo.register_specs(doc) == ["user_tiny_b"]
+    assert "user_tiny_b" in zoo.list_models("user_tiny_*")
+
+
+def test_register_specs_is_all_or_nothing() -> None:
+    bad = _doc(user_ok_c=SIMPLE, user_bad_c={**SIMPLE, "arch": {"layers": []}})
+    with pytest.raises(SpecError):
+        zoo.register_specs(bad)
+    assert "user_ok_c" not in catalog().entries and "user_bad_c" not in catalog().entries
+
+
+def test_unknown_model_suggests_close_names() -> None:
+    with pytest.raises(UnknownModelError) as info:
+        zoo.create("simplenetv1_5m_m3")
+    assert "simplenetv1_5m_m1" in info.value.suggestions
+    assert "Did you mean" in str(info.value)
+
+
+def test_every_shipped_spec_validates_and_cites_its_numbers() -> None:
+    for name in zoo.list_models():
+        spec = zoo.get_spec(name)
+        if spec.reported is not None:
+            assert spec.reported.source.strip(), f"{name}: reported numbers without a source"
+
+
+def test_json_schema_is_a_discriminated_union() -> None:
+    from zoo.spec import json_schema
+
+    schema = json_schema()
+    text = json.dumps(schema)
+    assert "simplenet" in text and schema["title"] == "zoo model spec"
+    assert "discriminator" in text or "oneOf" in text or "$ref" in text
+
+
+def test_list_models_filters() -> None:
+    names = zoo.list_models("simplenetv1_*m1*")
+    assert names and all(n.startswith("simplenetv1_") and "m1" in n for n in names)
+    assert set(zoo.list_models(family="simplenet")) >= set(names)
+    assert zoo.list_models("no_such_model_*") == []
+    assert "simplenet" in zoo.list_families()

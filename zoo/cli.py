@@ -1,0 +1,208 @@
+"""The ``zoo`` command line.
+
+Listing, info without measurement, schema and checks never import torch.  Commands from other
+modules (publishing, evaluation, family tools such as ``zoo design``) plug in through a
+``register(subparsers)`` function.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Any, Sequence
+
+from zoo.errors import ZooError
+
+# Core modules that add commands; each has register(subparsers) and imports torch lazily.
+_PLUGIN_MODULES = ("zoo.publish", "zoo.evaluate")
+DEFAULT_DEMO_MODEL = "simplenetv1_5m_m2"
+
+
+def _fmt_m(x: float | None, unit: str = "M") -> str:
+    return "-" if x is None else f"{x:,.2f}{unit}"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from zoo.catalog import list_models
+
+    for name in list_models(args.pattern, family=args.family, pretrained=args.pretrained):
+        print(name)
+    return 0
+
+
+def cmd_families(args: argparse.Namespace) -> int:
+    from zoo.catalog import catalog
+    from zoo.families import family_names
+
+    for fam in family_names():
+        print(f"{fam:<14} {len(catalog().names(family=fam)):>3} models")
+    return 0
+
+
+def _weights_lines(name: str) -> list[str]:
+    from zoo.registry import registry
+
+    lines = []
+    for tag in registry().tags_of(name):
+        rec = registry().records[tag]
+        if rec.hub:
+            where = f"hf-hub {rec.hub.repo_id}@{rec.hub.revision[:10]} {rec.hub.filename} " \
+                    f"({rec.hub.size / 1e6:.1f} MB, sha256 {rec.hub.sha256[:12]}...)"
+        else:
+            where = f"convertible source {rec.source.url} (run `zoo convert {tag} FILE`)"
+        metrics = ""
+        if rec.metrics and rec.metrics.top1 is not None:
+            metrics = f", top-1 {rec.metrics.top1} ({rec.metrics.measured_by})"
+        lines.append(f"  {tag}: {where}; license {rec.license}{metrics}")
+    return lines or ["  (no published weights)"]
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from zoo.catalog import get_spec, split_name
+
+    name = split_name(args.name)[0]
+    spec = get_spec(name)
+    if args.json:
+        print(json.dumps(spec.model_dump(mode="json"), indent=2))
+        return 0
+    d, p, r = spec.data, spec.paper, spec.reported
+    print(f"{spec.name}  [{spec.family}]")
+    if spec.description:
+        print(f"  {spec.description}")
+    print(f"paper:   {p.title}" + (f" (arXiv:{p.arxiv})" if p.arxiv else ""))
+    if p.code:
+        print(f"code:    {p.code}  (license: {p.license or 'unknown'})")
+    print(f"input:   {tuple(d.input_size)}{' fixed' if d.fixed_input_size else ''}, "
+          f"{d.interpolation}, crop {d.crop_pct}; classes: {d.num_classes} ({d.label_set})")
+    print("arch:    " + json.dumps(spec.arch.model_dump(mode="json"), separators=(",", ":"))[:400])
+    measured: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    if not args.no_measure:
+        from zoo.build import build_model
+        from zoo.families import get_family
+        from zoo.measure import count_macs, count_params
+
+        model = build_model(spec)
+        measured = {"params_m": count_params(model) / 1e6,
+                    "macs_m": count_macs(model, tuple(d.input_size)) / 1e6}
+        info_fn = getattr(get_family(spec.family).model, "info", None)
+        if info_fn is not None:
+            extra = info_fn(model)
+    print(f"{'':9}{'measured':>14}{'reported':>14}")
+    for key, label in (("params_m", "params"), ("macs_m", "MACs")):
+        rep = getattr(r, key) if r else None
+        print(f"{label + ':':9}{_fmt_m(measured.get(key)):>14}{_fmt_m(rep):>14}")
+    if r:
+        acc = " / ".join(f"{v}" for v in (r.top1, r.top5) if v is not None)
+        print(f"reported top-1/top-5: {acc or '-'} on {r.dataset}  [{r.source}]")
+    for key, value in extra.items():
+        print(f"{key + ':':9} {value}")
+    print("weights:")
+    print("\n".join(_weights_lines(name)))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from zoo.spec import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate every spec and registry record (and that each record names a known model)."""
+    from zoo.catalog import catalog
+    from zoo.registry import registry
+
+    names = catalog().names()
+    for name in names:
+        catalog().spec(name)
+    unknown = [t for t in registry().records if t.rsplit(".", 1)[0] not in catalog().entries]
+    if unknown:
+        print(f"registry records for unknown models: {unknown}", file=sys.stderr)
+        return 1
+    print(f"ok: {len(names)} specs, {len(registry().records)} weights records")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from zoo.demo import run_demo
+
+    return run_demo(args.name, image=args.image, pretrained=args.pretrained)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from zoo import __version__
+
+    parser = argparse.ArgumentParser(prog="zoo", description="A declarative model zoo for image "
+                                     "classification: specs, builders, Hub weights, timm plug-in.")
+    parser.add_argument("--version", action="version", version=f"zoo {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list models (or pretrained name.tag with --pretrained)")
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'sret*'")
+    p.add_argument("--family")
+    p.add_argument("--pretrained", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("families", help="list model families")
+    p.set_defaults(func=cmd_families)
+
+    p = sub.add_parser("info", help="a model's spec, measured params/MACs next to the paper's, "
+                       "and its weights")
+    p.add_argument("name")
+    p.add_argument("--no-measure", action="store_true", help="don't build the model (no torch)")
+    p.add_argument("--json", action="store_true", help="print the resolved spec as JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of spec entries")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("check", help="validate all specs and registry records")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("demo", help="build a model from its spec, measure it and classify the "
+                       "bundled sample image")
+    p.add_argument("name", nargs="?", default=DEFAULT_DEMO_MODEL)
+    p.add_argument("--image", help="an image file instead of the bundled sample")
+    p.add_argument("--pretrained", action="store_true", help="load the registry weights")
+    p.set_defaults(func=cmd_demo)
+
+    for module_name in _plugin_modules():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name == module_name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def _plugin_modules() -> list[str]:
+    from zoo.families import family_names, get_family
+
+    mods = list(_PLUGIN_MODULES)
+    for fam in family_names():
+        mods.append(f"{get_family(fam).package}.cli")
+    return mods
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ZooError as e:
+        if args.debug:
+            raise
+        print(f"zoo: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
