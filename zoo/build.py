@@ -83,13 +83,13 @@ def pretrained_cfg(spec: SpecBase, tag: str | None = None) -> dict[str, Any]:
 def check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
     """Raise :class:`StateDictMismatchError` unless keys, shapes and dtypes match exactly."""
     own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
     wrong_shape = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-                   for k in own.keys() & state_dict.keys() if state_dict[k].shape != own[k].shape]
+                   for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
     wrong_dtype = [f"{k}: checkpoint {state_dict[k].dtype} vs model {own[k].dtype}"
-                   for k in own.keys() & state_dict.keys()
-                   if state_dict[k].dtype != own[k].dtype
+                   for k in own if k in state_dict
+                   and state_dict[k].dtype != own[k].dtype
                    and not (state_dict[k].is_floating_point() and own[k].is_floating_point())]
     if missing or unexpected or wrong_shape or wrong_dtype:
         parts = []
