@@ -222,7 +222,7 @@ def register_specs(source: str | Path | dict[str, Any], *, replace: bool = False
         elif path.is_file():
             names = cat.add_file(path, replace=replace)
         else:
-            raise FileNotFoundError(f"no spec file or folder at {path}")
+            raise SpecError(f"no spec file or folder at {path}")
     try:
         for name in names:
             cat.spec(name)

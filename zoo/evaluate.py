@@ -1,0 +1,359 @@
+"""``zoo eval`` and ``zoo bench``: accuracy on an image folder and inference speed.
+
+Evaluation uses the model's own preprocessing (timm's ``resolve_data_config`` +
+``create_transform`` on the model's ``pretrained_cfg``).  Under ``torchrun`` it shards the
+dataset over ranks without padding (every image is counted exactly once), reduces the counts
+with ``torch.distributed`` (gloo on CPU, nccl on GPU), and only rank 0 prints and writes.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class DataError(ZooError, ValueError):
+    """An evaluation dataset that cannot be read as an image folder."""
+
+
+@dataclass
+class Sample:
+    path: Path
+    target: int
+
+
+def find_samples(root: Path, label_map: dict[str, int] | None = None, *,
+                 skip_bad: bool = False) -> tuple[list[Sample], list[str]]:
+    """ImageFolder layout: one sub-folder per class (sorted names = class indices, unless a
+    label map gives each folder its index).  Empty class folders are errors (warnings with
+    ``skip_bad``)."""
+    if not root.is_dir():
+        raise DataError(f"no such data folder: {root}")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root} has no class sub-folders (expected an ImageFolder layout: "
+                        "<root>/<class>/<image>)")
+    if label_map is not None:
+        unknown = [c for c in classes if c not in label_map]
+        if unknown:
+            raise DataError(f"class folders missing from the label map: {unknown[:10]}")
+        index = {c: label_map[c] for c in classes}
+    else:
+        index = {c: i for i, c in enumerate(classes)}
+    samples = []
+    for c in classes:
+        files = sorted(p for p in (root / c).rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
+        if not files:
+            msg = f"class folder {root / c} holds no images"
+            if not skip_bad:
+                raise DataError(msg + " (remove it, or pass --skip-bad to skip it)")
+            warnings.warn(msg + "; skipped", stacklevel=2)
+        samples += [Sample(f, index[c]) for f in files]
+    if not samples:
+        raise DataError(f"no images under {root}")
+    return samples, classes
+
+
+def load_label_map(path: str | Path | None, label_set: str, num_classes: int,
+                   root: Path) -> dict[str, int] | None:
+    """A label map file (JSON ``{folder: index}`` or lines ``folder index``); for ImageNet-1k
+    models whose class folders are WordNet synsets (``n01440764``...), timm's synset order is
+    used automatically, so a subset of the classes still gets the right indices.  Otherwise
+    sorted folder names are the class indices."""
+    if path is not None:
+        text = Path(path).read_text()
+        if text.lstrip().startswith("{"):
+            return {str(k): int(v) for k, v in json.loads(text).items()}
+        out = {}
+        for line in text.splitlines():
+            if line.strip():
+                folder, idx = line.split()
+                out[folder] = int(idx)
+        return out
+    import re
+
+    folders = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    if label_set == "imagenet-1k" and num_classes == 1000 and folders \
+            and all(re.fullmatch(r"n\d{8}", f) for f in folders):
+        from timm.data import ImageNetInfo
+
+        info = ImageNetInfo()
+        return {info.index_to_label_name(i): i for i in range(1000)}
+    return None
+
+
+class _Dataset:
+    def __init__(self, samples: list[Sample], transform, skip_bad: bool) -> None:
+        self.samples, self.transform, self.skip_bad = samples, transform, skip_bad
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        from PIL import Image, UnidentifiedImageError
+
+        s = self.samples[i]
+        try:
+            with Image.open(s.path) as img:
+                x = self.transform(img.convert("RGB"))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            if self.skip_bad:
+                return None
+            raise DataError(f"cannot read image {s.path}: {e} (fix or remove it, or pass "
+                            "--skip-bad to skip unreadable images)") from None
+        return x, s.target, i
+
+
+def _collate(batch):
+    import torch
+
+    good = [b for b in batch if b is not None]
+    skipped = len(batch) - len(good)
+    if not good:
+        return None, None, None, skipped
+    xs, ys, idx = zip(*good)
+    return torch.stack(xs), torch.tensor(ys), torch.tensor(idx), skipped
+
+
+@dataclass
+class EvalResult:
+    model: str
+    data: str
+    num_samples: int = 0
+    top1: float = 0.0
+    top5: float = 0.0
+    correct1: int = 0
+    correct5: int = 0
+    skipped: int = 0
+    images_per_sec: float = 0.0
+    partial: bool = False
+    world_size: int = 1
+    batch_size: int = 0
+    data_config: dict[str, Any] = field(default_factory=dict)
+    date: str = ""
+    zoo_version: str = ""
+    torch_version: str = ""
+    device: str = "cpu"
+
+
+def _dist_env() -> tuple[int, int, int]:
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def evaluate(name: str, data: str | Path, *, split: str | None = "val", weights: str | None = None,
+             batch_size: int = 64, workers: int = 2, limit: int | None = None,
+             label_map: str | Path | None = None, skip_bad: bool = False,
+             device: str | None = None, progress: bool = True,
+             _interrupt_after: int | None = None) -> EvalResult:
+    """Top-1/top-5 of a zoo model on an ImageFolder, single process or under torchrun."""
+    import torch
+    import torch.distributed as dist
+    from timm.data import create_transform, resolve_data_config
+
+    import zoo
+
+    rank, world, local_rank = _dist_env()
+    if device is None:
+        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    initialized_here = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        initialized_here = True
+    try:
+        root = Path(data)
+        if split and (root / split).is_dir():
+            root = root / split
+        model_name = name.partition(".")[0]
+        model = zoo.create(name, pretrained="." in name and weights is None, weights=weights)
+        model = model.to(device).eval()
+        spec = zoo.get_spec(model_name)
+        cfg = resolve_data_config(model=model)
+        samples, _ = find_samples(
+            root, load_label_map(label_map, spec.data.label_set, model.num_classes, root),
+            skip_bad=skip_bad)
+        if limit is not None:
+            samples = samples[:limit]
+        shard = samples[rank::world]  # no padding: each image is counted exactly once
+        dataset = _Dataset(shard, create_transform(**cfg), skip_bad)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                             num_workers=workers, collate_fn=_collate)
+        counts = torch.zeros(4, dtype=torch.float64)  # n, correct1, correct5, skipped
+        partial = False
+        bar = None
+        if progress and rank == 0:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(samples), desc=f"eval {name}", unit="img", file=sys.stderr)
+        start = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                for step, (x, y, _, skipped) in enumerate(loader):
+                    if _interrupt_after is not None and step >= _interrupt_after:
+                        raise KeyboardInterrupt
+                    counts[3] += skipped
+                    if x is None:
+                        continue
+                    logits = model(x.to(device))
+                    k = min(5, logits.shape[-1])
+                    top = logits.topk(k, dim=-1).indices.cpu()
+                    hit = top.eq(y.unsqueeze(1))
+                    counts[0] += len(y)
+                    counts[1] += hit[:, :1].any(1).sum().item()
+                    counts[2] += hit.any(1).sum().item()
+                    if bar is not None:
+                        bar.update(len(y) * world + skipped * world)
+        except KeyboardInterrupt:
+            partial = True
+        elapsed = time.perf_counter() - start
+        if bar is not None:
+            bar.close()
+        if world > 1:
+            flags = torch.tensor([float(partial)], dtype=torch.float64)
+            dist.all_reduce(counts)
+            dist.all_reduce(flags)
+            partial = bool(flags.item())
+        n, c1, c5, skipped = (int(v) for v in counts.tolist())
+        return EvalResult(
+            model=name, data=str(root), num_samples=n, correct1=c1, correct5=c5,
+            top1=100.0 * c1 / n if n else 0.0, top5=100.0 * c5 / n if n else 0.0,
+            skipped=skipped, images_per_sec=n / elapsed if elapsed > 0 else 0.0,
+            partial=partial, world_size=world, batch_size=batch_size,
+            data_config={k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+            date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            zoo_version=zoo.__version__, torch_version=torch.__version__, device=device)
+    finally:
+        if initialized_here:
+            dist.destroy_process_group()
+
+
+@dataclass
+class BenchResult:
+    model: str
+    batch_size: int
+    img_size: int
+    device: str
+    images_per_sec: float
+    latency_ms_median: float
+    latency_ms_p90: float
+    runs: int
+    options: dict[str, Any]
+
+
+def bench(name: str, *, batch_size: int = 8, img_size: int | None = None,
+          channels_last: bool = False, compile: bool = False, amp: bool = False,
+          device: str | None = None, warmup: int = 3, runs: int = 10) -> BenchResult:
+    """Inference throughput/latency (warm-up excluded; median and p90 over ``runs``)."""
+    import torch
+
+    import zoo
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = zoo.create(name).to(device).eval()
+    spec = zoo.get_spec(name.partition(".")[0])
+    size = img_size or spec.data.input_size[1]
+    x = torch.randn(batch_size, spec.data.in_chans, size, size, device=device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.to(memory_format=torch.channels_last)
+    fn = torch.compile(model) if compile else model
+    autocast = torch.autocast(device_type=torch.device(device).type,
+                              dtype=torch.bfloat16 if device == "cpu" else torch.float16,
+                              enabled=amp)
+    times = []
+    with torch.inference_mode(), autocast:
+        for i in range(warmup + runs):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn(x)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    p90 = sorted(times)[max(0, int(round(0.9 * len(times))) - 1)]
+    return BenchResult(name, batch_size, size, device, batch_size / med, med * 1e3, p90 * 1e3,
+                       runs, {"channels_last": channels_last, "compile": compile, "amp": amp})
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from zoo.catalog import register_specs
+
+    for path in args.specs or []:
+        register_specs(path)
+    rank = _dist_env()[0]
+    res = evaluate(args.name, args.data, split=args.split, weights=args.weights,
+                   batch_size=args.batch_size, workers=args.workers, limit=args.limit,
+                   label_map=args.label_map, skip_bad=args.skip_bad, device=args.device,
+                   progress=not args.no_progress)
+    if rank == 0:
+        flag = " (PARTIAL: interrupted)" if res.partial else ""
+        print(f"{res.model}: top-1 {res.top1:.3f}  top-5 {res.top5:.3f}  on {res.num_samples} images"
+              f" ({res.skipped} skipped), {res.images_per_sec:.1f} img/s, {res.world_size} "
+              f"process(es){flag}")
+        if args.out:
+            from zoo.yamlio import atomic_write_text
+
+            atomic_write_text(args.out, json.dumps(asdict(res), indent=2) + "\n")
+    return 130 if res.partial else 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from zoo.catalog import register_specs
+
+    for path in args.specs or []:
+        register_specs(path)
+    res = bench(args.name, batch_size=args.batch_size, img_size=args.img_size,
+                channels_last=args.channels_last, compile=args.compile, amp=args.amp,
+                device=args.device, warmup=args.warmup, runs=args.runs)
+    print(f"{res.model}: {res.images_per_sec:.1f} img/s, latency median {res.latency_ms_median:.2f} ms"
+          f" (p90 {res.latency_ms_p90:.2f} ms), batch {res.batch_size}, {res.img_size} px, "
+          f"{res.device}, {res.runs} runs after warm-up, {res.options}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="top-1/top-5 on an ImageFolder (works under torchrun)")
+    p.add_argument("name", help="model[.tag] (a tag loads the registry weights)")
+    p.add_argument("--data", required=True, help="ImageFolder root (or its parent, with --split)")
+    p.add_argument("--split", default="val")
+    p.add_argument("--weights", help="hf-hub:org/repo[@rev], a folder or a .safetensors file")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--limit", type=int, help="evaluate the first N images only")
+    p.add_argument("--label-map", help="JSON {folder: index} or lines 'folder index'")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images/empty classes")
+    p.add_argument("--device")
+    p.add_argument("--out", help="write the result as JSON (usable by zoo push --metrics)")
+    p.add_argument("--specs", action="append", help="extra spec YAML file(s) to register")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("bench", help="inference throughput and latency")
+    p.add_argument("name")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--img-size", type=int)
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--amp", action="store_true")
+    p.add_argument("--device")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--specs", action="append", help="extra spec YAML file(s) to register")
+    p.set_defaults(func=_cmd_bench)
