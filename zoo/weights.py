@@ -120,7 +120,14 @@ class WeightsSource:
 
     def load(self, spec: "SpecBase") -> dict[str, "torch.Tensor"]:
         """The state dict in zoo's layout (the family converts an ``original`` layout)."""
-        state_dict, _ = self.read()
+        state_dict, metadata = self.read()
+        arch = metadata.get("zoo_architecture")
+        if self.layout == "zoo" and arch and arch != spec.name:
+            from zoo.errors import StateDictMismatchError
+
+            raise StateDictMismatchError(
+                f"{self.what} holds weights of {arch}, not of {spec.name} (its safetensors "
+                "metadata says so); nothing was loaded. Load it with the model it was saved from.")
         if self.layout == "original":
             from zoo.build import convert_checkpoint
 
@@ -128,40 +135,132 @@ class WeightsSource:
         return state_dict
 
 
-def _hub_download(repo_id: str, filename: str, revision: str | None, what: str) -> Path:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError,
-                                        LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """Transport-level exception types of the HTTP client huggingface_hub uses."""
+    found: list[type[BaseException]] = []
+    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"),
+                         ("requests", "RequestException")):
+        try:
+            found.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+def _not_cached(what: str) -> WeightsNotCachedError:
+    return WeightsNotCachedError(
+        f"{what}: not in the local cache and HF_HUB_OFFLINE is set. Fetch it once with network "
+        f"access (`zoo download {what}`, or `zoo.create(..., pretrained=True)` with "
+        "HF_HUB_OFFLINE unset), or copy the Hugging Face cache (HF_HUB_CACHE) from a machine "
+        "that has it.")
+
+
+def cached_hub_file(repo_id: str, filename: str, revision: str | None) -> Path | None:
+    """The cached file of ``repo_id@revision/filename`` if huggingface_hub's cache has it (no
+    network, nothing verified)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, filename, revision=revision)
+    return Path(found) if isinstance(found, str) else None
+
+
+def _hub_download(repo_id: str, filename: str, revision: str | None, what: str, *,
+                  expected_size: int | None = None, expected_sha256: str | None = None) -> Path:
+    """Download through huggingface_hub's cache (its locks, resume, offline mode), bounded in time.
+
+    A pinned commit that is cached is returned without any request.  Otherwise one metadata
+    request (``HEAD``, ``HF_HUB_ETAG_TIMEOUT`` seconds, no retries) runs first so that an
+    unreachable or hanging Hub fails fast with :class:`HubConnectionError` instead of waiting
+    out huggingface_hub's retry back-off, and a file whose size differs from the registry's is
+    refused before any byte of it is fetched.
+    """
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError,
+                                        LocalEntryNotFoundError, OfflineModeIsEnabled,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    missing = (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError)
+    pinned = revision is not None and COMMIT_RE.match(revision) is not None
+    cached = cached_hub_file(repo_id, filename, revision)
+    if cached is not None and (pinned or constants.HF_HUB_OFFLINE):
+        return cached
+    if constants.HF_HUB_OFFLINE:
+        raise _not_cached(what)
+    network = _network_errors()
+    timeout = constants.HF_HUB_ETAG_TIMEOUT
+    if cached is None:
+        url = hf_hub_url(repo_id, filename, revision=revision)
+        try:
+            meta = get_hf_file_metadata(url, timeout=timeout)
+        except missing as e:
+            raise WeightsError(f"{what}: {repo_id}@{revision or 'main'}/{filename} does not exist "
+                               f"on the Hub ({type(e).__name__}). The registry record is wrong or "
+                               "the repo was removed.") from None
+        except OfflineModeIsEnabled:
+            raise _not_cached(what) from None
+        except HfHubHTTPError as e:
+            raise HubConnectionError(f"{what}: the Hub at {constants.ENDPOINT} answered with an "
+                                     f"error: {e}") from None
+        except (*network, OSError) as e:
+            raise HubConnectionError(
+                f"{what}: cannot reach the Hub at {constants.ENDPOINT} within {timeout} s and the "
+                f"file is not cached ({type(e).__name__}: {e}). Check the network / HF_ENDPOINT "
+                "(HF_HUB_ETAG_TIMEOUT sets the wait), or set HF_HUB_OFFLINE=1 to use only cached "
+                "files.") from None
+        if expected_size is not None and meta.size is not None and meta.size != expected_size:
+            raise ChecksumMismatchError(
+                what, expected_sha256 or "?",
+                f"a file of {meta.size} bytes where the registry records {expected_size} "
+                f"({repo_id}@{revision}/{filename}; nothing was downloaded)")
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, library_name="zoo"))
-    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
+        return Path(hf_hub_download(repo_id, filename, revision=revision, library_name="zoo",
+                                    etag_timeout=timeout))
+    except missing as e:
         raise WeightsError(f"{what}: {repo_id}@{revision or 'main'}/{filename} does not exist on "
                            f"the Hub ({type(e).__name__}). The registry record is wrong or the "
                            "repo was removed.") from None
     except LocalEntryNotFoundError as e:
-        from huggingface_hub import constants
-
         if constants.HF_HUB_OFFLINE:
-            raise WeightsNotCachedError(
-                f"{what}: not in the local cache and HF_HUB_OFFLINE is set. Fetch it once with "
-                f"network access (e.g. `zoo download {what}` or `zoo.create(..., pretrained=True)` "
-                "with HF_HUB_OFFLINE unset), or copy the Hugging Face cache from a machine that "
-                "has it.") from None
+            raise _not_cached(what) from None
         raise HubConnectionError(
             f"{what}: cannot reach the Hub at {constants.ENDPOINT} and the file is not cached "
             f"({e.__cause__ or e}). Check the network/HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use "
             "only cached files.") from None
     except HfHubHTTPError as e:
         raise HubConnectionError(f"{what}: the Hub answered with an error: {e}") from None
-    except OSError as e:  # connection errors surfacing without a cache fallback
-        raise HubConnectionError(f"{what}: download failed: {e}") from None
+    except (*network, OSError) as e:  # transfer failures that outlived huggingface_hub's retries
+        raise HubConnectionError(f"{what}: download from {constants.ENDPOINT} failed "
+                                 f"({type(e).__name__}: {e}); retry (the download resumes).") \
+            from None
 
 
 def converted_path(tag: str) -> Path:
     """Where ``zoo convert NAME.TAG CKPT`` stores a converted original checkpoint."""
     return zoo_cache_dir() / "converted" / tag / WEIGHTS_NAME
+
+
+CONVERSION_RECORD = "conversion.json"
+
+
+def read_conversion_record(tag: str) -> dict[str, Any] | None:
+    """What ``zoo convert`` recorded beside a converted file (its sha256 and size, the source's
+    sha256), or None for a file converted without one."""
+    path = converted_path(tag).with_name(CONVERSION_RECORD)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise CorruptWeightsError(f"{path}: unreadable conversion record ({e}); run `zoo convert "
+                                  f"{tag} <checkpoint>` again") from None
+    if not (isinstance(doc, dict) and isinstance(doc.get("sha256"), str)
+            and isinstance(doc.get("size"), int)):
+        raise CorruptWeightsError(f"{path}: malformed conversion record; run `zoo convert {tag} "
+                                  "<checkpoint>` again")
+    return doc
 
 
 def resolve_tag(spec: "SpecBase", tag: str | None) -> WeightsSource:
@@ -184,8 +283,11 @@ def resolve_tag(spec: "SpecBase", tag: str | None) -> WeightsSource:
     if record.hub is None:
         local = converted_path(full)
         if local.exists():
-            return WeightsSource(local, f"{full} (converted locally)", tag,
-                                 num_classes=record.num_classes)
+            what = f"{full} (converted locally)"
+            stamp = read_conversion_record(full)
+            if stamp is not None:
+                verify_file(local, stamp["sha256"], stamp["size"], what)
+            return WeightsSource(local, what, tag, num_classes=record.num_classes)
         raise WeightsNotPublishedError(
             f"{full} is not published as safetensors; its original checkpoint must be converted "
             f"once: download {record.source.url}"
@@ -193,7 +295,8 @@ def resolve_tag(spec: "SpecBase", tag: str | None) -> WeightsSource:
             + f", then run `zoo convert {full} <downloaded file>`; zoo never unpickles files "
             "from the network itself.")
     hub = record.hub
-    path = _hub_download(hub.repo_id, hub.filename, hub.revision, full)
+    path = _hub_download(hub.repo_id, hub.filename, hub.revision, full,
+                         expected_size=hub.size, expected_sha256=hub.sha256)
     verify_file(path, hub.sha256, hub.size, full)
     return WeightsSource(path, full, tag, layout=hub.layout, num_classes=record.num_classes)
 

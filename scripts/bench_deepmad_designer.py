@@ -1,0 +1,69 @@
+"""Benchmark the DeepMAD designer against the published DeepMAD networks.
+
+For each published network (specs/deepmad.yaml), run ``design`` with the budgets of its
+TinyNAS search config (configs/classification/deepmad_*.py: FLOPs, model size, rho0), its
+resolution, block type, stride pattern, stem width and final 1x1 width, in TinyNAS-compatible
+scoring; print the designer's score / entropy / budget slack / time next to the published
+structure's (same score, same exact MACs and params definitions).
+
+    PYTHONPATH=. python scripts/bench_deepmad_designer.py [--only deepmad_r18,...] [--native]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import zoo
+from zoo.families.deepmad import scores
+from zoo.families.deepmad.designer import design
+
+# budgets of TinyNAS's configs/classification/deepmad_*.py (flops, model_size, efficient_score)
+BUDGETS = {
+    "deepmad_r18": (1.82e9, 11.69e6, 0.3),
+    "deepmad_r34": (3.68e9, 21.80e6, 0.3),
+    "deepmad_r50": (4.13e9, 25.55e6, 0.3),
+    "deepmad_29m_224": (4.5e9, 29e6, 0.5),
+    "deepmad_29m_288": (4.5e9, 29e6, 0.5),
+    "deepmad_50m": (8.7e9, 50e6, 0.5),
+    "deepmad_89m": (15.4e9, 89e6, 0.5),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="", help="comma-separated model names")
+    ap.add_argument("--native", action="store_true", help="zoo's scoring instead of TinyNAS's")
+    args = ap.parse_args()
+    compat = not args.native
+    names = [n for n in BUDGETS if not args.only or n in args.only.split(",")]
+    print(f"scoring: {'TinyNAS-compatible' if compat else 'native'}; slack = 1 - used / budget")
+    head = (f"{'model':16} {'who':9} {'score':>9} {'entropy':>9} {'rho':>6} {'GMACs':>7} "
+            f"{'Mparams':>8} {'slack macs/params/rho':>22} {'time s':>7}")
+    print(head)
+    print("-" * len(head))
+    for name in names:
+        macs, params, rho = BUDGETS[name]
+        spec = zoo.get_spec(name)
+        arch, res = spec.arch, spec.data.input_size[-1]
+        pub = scores.evaluate(arch, res, tinynas_compat=compat)
+        t0 = time.perf_counter()
+        d = design(macs=macs, params=params, rho=rho, block=arch.block, resolution=res,
+                   strides=[sb.stride for sb in arch.stages], stem_chs=arch.stem.out_chs,
+                   final_chs=arch.final_conv.out_chs if arch.final_conv else None,
+                   tinynas_compat=compat, name=f"{name}_designed")
+        seconds = time.perf_counter() - t0
+        for who, ev, sec in (("published", pub, None), ("designer", d.evaluation, seconds)):
+            slack = (1 - ev.macs / macs, 1 - ev.params / params, 1 - ev.rho / rho)
+            print(f"{name:16} {who:9} {ev.score:9.2f} {ev.entropy:9.2f} {ev.rho:6.3f} "
+                  f"{ev.macs / 1e9:7.3f} {ev.params / 1e6:8.3f} "
+                  f"{'/'.join(f'{s:+.3f}' for s in slack):>22} "
+                  f"{'' if sec is None else f'{sec:7.1f}'}")
+        gain = d.evaluation.score - pub.score
+        print(f"{'':16} {'gain':9} {gain:+9.2f}  ({'meets or beats' if gain >= 0 else 'BELOW'} "
+              f"the published score)  structure: " + ", ".join(
+                  f"{sb.out_chs}/{sb.btn_chs}/k{sb.kernel_size}/L{sb.depth}" for sb in d.arch.stages))
+        print(flush=True)
+
+
+if __name__ == "__main__":
+    main()

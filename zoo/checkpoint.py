@@ -1,0 +1,149 @@
+"""Reading original (upstream) checkpoints safely, for ``zoo convert``.
+
+Upstream checkpoints are usually pickles (``torch.save``).  Unpickling can run arbitrary code,
+so zoo reads them only with ``torch.load(weights_only=True)``: PyTorch's restricted unpickler,
+which builds tensors, containers and primitive values and refuses every other global.  A few
+harmless types that training scripts commonly store next to the weights are allowed explicitly
+(:data:`SAFE_GLOBALS`: ``argparse.Namespace`` for saved command-line args, numpy scalars and
+dtypes for saved metrics); anything else makes :func:`load_original_checkpoint` raise
+:class:`~zoo.errors.CheckpointError` naming the refused global.  zoo never calls this on a file
+it downloaded itself: weights from the network are safetensors only.
+"""
+from __future__ import annotations
+
+import argparse
+import pickle
+import re
+import warnings
+import zipfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+
+# Keys under which training scripts nest the state dict, in the order they are tried.
+WRAPPER_KEYS = ("state_dict", "model", "net", "network")
+EMA_KEYS = ("model_ema", "state_dict_ema", "ema")
+
+
+def _numpy_globals() -> list[Any]:
+    """numpy scalar reconstruction and dtypes (metrics such as ``best_acc1`` saved as numpy)."""
+    try:
+        import numpy as np
+    except ImportError:
+        return []
+    found: list[Any] = [np.dtype]
+    for mod in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            found.append(getattr(__import__(mod, fromlist=["scalar"]), "scalar"))
+            break
+        except (ImportError, AttributeError):
+            continue
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        found += [getattr(dtypes, n) for n in ("Float64DType", "Float32DType", "Int64DType",
+                                               "Int32DType", "BoolDType") if hasattr(dtypes, n)]
+    return found
+
+
+def safe_globals() -> list[Any]:
+    """The globals zoo allows in original checkpoints, beyond torch's own weights-only set."""
+    return [argparse.Namespace, *_numpy_globals()]
+
+
+SAFE_GLOBALS_DOC = "argparse.Namespace, numpy scalars and dtypes"
+
+
+def load_original_checkpoint(path: str | Path, *, extra_safe_globals: Iterable[Any] = (),
+                             use_ema: bool = False) -> dict[str, "torch.Tensor"]:
+    """The state dict of an upstream checkpoint file, read without executing any code from it.
+
+    Args:
+        path: a ``torch.save`` file (zip or legacy pickle) or a ``.safetensors`` file.
+        extra_safe_globals: further classes/functions to allow in the pickle; only pass types
+            whose construction cannot run code (plain data classes), and only if you trust them.
+        use_ema: take the EMA weights (``model_ema``/``state_dict_ema``) when the file has them.
+
+    Returns:
+        ``{name: tensor}``, unwrapped from ``{"state_dict": ...}``, ``{"model": ...}``,
+        ``{"net": ...}`` (or the EMA keys) containers.
+
+    Raises:
+        CheckpointError: unreadable file, a pickle that needs a global outside the allow-list
+            (nothing from it was executed), or no state dict inside.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        from zoo.weights import load_safetensors
+
+        try:
+            tensors, _ = load_safetensors(path, str(path))
+        except Exception as e:  # CorruptWeightsError -> the conversion's error type
+            raise CheckpointError(str(e)) from None
+        return tensors
+    allowed = [*safe_globals(), *extra_safe_globals]
+    try:
+        with torch.serialization.safe_globals(allowed), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "pickle protocol 4" notices
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=False)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(_unsafe_message(path, str(e))) from None
+    except (zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError, AttributeError,
+            ImportError, TypeError, KeyError, IndexError) as e:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
+                              f"({type(e).__name__}: {_first_line(str(e))})") from None
+    return _unwrap(obj, path, use_ema)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:300] if text.strip() else ""
+
+
+def _unsafe_message(path: Path, text: str) -> str:
+    m = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\s+Please use|\n\n|$)", text, re.S)
+    reason = " ".join((m.group(1) if m else _first_line(text)).split())[:300]
+    return (f"{path}: refused to unpickle ({reason}). Only tensors, containers, primitive values "
+            f"and zoo's allow-list ({SAFE_GLOBALS_DOC}) may appear in an original checkpoint; "
+            "unpickling anything else could run code, so nothing from the file was executed. If "
+            "you trust the file and the type is plain data, pass it in extra_safe_globals; "
+            "better, ask upstream for a safetensors file.")
+
+
+def _is_state_dict(obj: Any) -> bool:
+    import torch
+
+    return (isinstance(obj, Mapping) and len(obj) > 0
+            and all(isinstance(k, str) for k in obj)
+            and any(isinstance(v, torch.Tensor) for v in obj.values()))
+
+
+def _unwrap(obj: Any, path: Path, use_ema: bool) -> dict[str, "torch.Tensor"]:
+    import torch
+
+    if isinstance(obj, Mapping):
+        keys = (*EMA_KEYS, *WRAPPER_KEYS) if use_ema else WRAPPER_KEYS
+        for key in keys:
+            inner = obj.get(key)
+            if _is_state_dict(inner):
+                obj = inner
+                break
+        else:
+            if use_ema:
+                raise CheckpointError(f"{path}: use_ema=True but no EMA weights "
+                                      f"({', '.join(EMA_KEYS)}) in the checkpoint")
+    if not _is_state_dict(obj):
+        top = sorted(map(str, obj))[:10] if isinstance(obj, Mapping) else type(obj).__name__
+        raise CheckpointError(f"{path}: no state dict found (top level: {top}); expected tensors "
+                              f"directly or under one of {', '.join(WRAPPER_KEYS)}")
+    extras = sorted(k for k, v in obj.items() if not isinstance(v, torch.Tensor))
+    if extras:
+        raise CheckpointError(f"{path}: the state dict holds non-tensor entries {extras[:8]}")
+    return dict(obj)

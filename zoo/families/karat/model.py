@@ -1,0 +1,334 @@
+"""KArAt: ViTs whose attention rows go through learnable Fourier Kolmogorov-Arnold units.
+
+Maity, Hitsman, Li, Dutta, "Kolmogorov-Arnold Attention: Is Learnable Attention Better For Vision
+Transformers?", arXiv:2503.10632 (v3).  Everything but the attention's row operator is timm's ViT
+(``PatchEmbed``, ``Block``, ``Attention``'s projections, ``Mlp``, ``DropPath``), so the state-dict
+layout is timm's ``VisionTransformer`` plus the operators' tensors.
+
+The operator (paper Sec. 3, "Modular KArAt" with the Fourier basis)
+------------------------------------------------------------------
+For head ``i`` of block ``j`` let ``A = QK^T / sqrt(d)`` (N x N).  Softmax on each row
+``a = A[k, :]`` is replaced by ``sigma(a) = W Phi(a)`` with ``Phi: R^N -> R^r`` a Kolmogorov-Arnold
+layer of ``r x N`` learnable univariate units and ``W`` in ``R^{N x r}`` a learnable linear
+projector back to ``N`` (``r << N``; ``r = 12`` in all of the paper's runs)::
+
+    Phi(a)_p = sum_{q=1..N} phi_pq(a_q)                                         (p = 1..r)
+    phi_pq(x) = b(x) + sum_{m} a_pqm cos(m x) + b_pqm sin(m x)                 (Fourier unit)
+    sigma(a)_n = sum_{p=1..r} W_np Phi(a)_p                                    (n = 1..N)
+
+Parameterization implied by the paper's tables.  The paper reports the operators' parameters
+(r = 12, N = 197): ViT-Tiny + G3B adds 0.76M, + G3U 0.06M; ViT-Small + G3B 1.53M, + G3U 0.13M;
+ViT-Base + G1B 1.70M, + G1U 0.14M, and totals 6.29M / 5.59M / 23.58M / 22.18M / 87.51M / 85.95M.
+All twelve numbers are reproduced exactly (see the family tests) by ``2 r N (G + 1) + N r``
+parameters per operator, i.e. ``2 x r x N x (G + 1)`` Fourier coefficients and the ``N x r``
+matrix ``W`` (no bias).  The sum over harmonics therefore runs over ``m = 0..G``: the written
+``m = 1..G`` terms plus the constant harmonic ``m = 0``, whose cosine coefficient ``a_pq0`` is a
+learnable offset of unit ``phi_pq`` and whose sine coefficient ``b_pq0`` multiplies
+``sin(0) = 0`` (kept, as the parameter count requires it, but it never affects the output and
+its gradient is zero).  The alternative reading, harmonics ``m = 1..G+1``, matches the count too
+but adds a frequency Eq. 2 does not have; zoo keeps Eq. 2's frequencies.  The tables' Tiny and
+Base totals use a 10-class head (their vanilla ViT-Tiny/Base rows, 5.53M / 85.81M, are timm's
+ViTs with 10 classes), Small a 1000-class head (22.05M); the specs keep ImageNet's 1000 classes
+and the tests create Tiny/Base with ``num_classes=10``.
+
+Initialization (paper, basis table): ``a_pqm, b_pqm ~ N(0, 1)``.  The paper does not state
+``W``'s initialization; zoo uses timm's ViT rule for linear weights, ``trunc_normal_(std=.02)``
+(assumption: W is a linear projector inside a timm ViT).
+
+Defaults follow the paper's main configuration: zero base activation ``b(x) = 0`` (``silu`` and
+``identity`` are offered), no softmax, and no l1 projection (offered as ``l1_projection``:
+every activated row divided by its l1 norm; zoo's reading of the option).
+
+Blockwise (``GnB``) and universal (``GnU``) configurations (paper Sec. 3.3): blockwise models
+hold one :class:`FourierKArAt` (all heads) in every block's attention, ``blocks.j.attn.karat``;
+universal models hold a single one on the model, ``karat``, which every block's attention
+*references without registering it*, so ``state_dict`` and safetensors files store it once and
+loading (also ``assign=True`` loading of meta-built models) re-ties every block to it.
+
+Efficiency.  A direct transcription evaluates every unit on every attention entry, a
+``B x H x N x r x N x (G+1)`` tensor.  :class:`FourierKArAt` instead computes ``cos(m a_kq)``
+and ``sin(m a_kq)`` of each entry once (two ``B x H x N x N x (G+1)`` tensors, independent of
+``r``) and contracts them with the coefficients by matmuls over (key position, harmonic), then
+applies ``W`` as one more matmul; nothing of size ``B x H x N x N x r`` or larger is created.
+``scripts/bench_karat.py`` compares the two (speed, peak memory, outputs).
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from timm.layers import Attention, PatchEmbed, create_act_layer, trunc_normal_
+from timm.models import checkpoint_seq
+from timm.models.vision_transformer import Block
+from torch import Tensor, nn
+
+from zoo.errors import CheckpointError, InputShapeError, SpecError
+from zoo.model import ZooModel, check_input_size, linear_or_identity
+
+from .schema import Arch, KArAtConfig
+
+NORM_EPS = 1e-6      # timm ViT LayerNorm eps
+L1_EPS = 1e-12       # guards the l1 projection of an all-zero row
+
+
+class FourierKArAt(nn.Module):
+    """The learnable row operator ``sigma(a) = W Phi(a)`` of all ``num_heads`` heads.
+
+    Parameters (per head; names from the paper):
+        ``a``: (heads, r, N, G+1), cosine coefficients ``a_pqm`` for harmonics m = 0..G;
+        ``b``: (heads, r, N, G+1), sine coefficients ``b_pqm``;
+        ``w``: (heads, N, r), the projector ``W``.
+
+    Takes attention scores (B, heads, N_queries, N) and returns the activated rows, same shape.
+    Never materializes a tensor with both ``r`` and ``N x N`` dimensions (see module docstring).
+    """
+
+    def __init__(self, num_heads: int, num_tokens: int, rank: int, grid_size: int,
+                 base_activation: str = "zero", l1_projection: bool = False) -> None:
+        super().__init__()
+        self.num_heads, self.num_tokens = num_heads, num_tokens
+        self.rank, self.grid_size = rank, grid_size
+        self.l1_projection = l1_projection
+        self.base_act = None if base_activation == "zero" else create_act_layer(base_activation)
+        harmonics = grid_size + 1  # m = 0..G
+        self.a = nn.Parameter(torch.empty(num_heads, rank, num_tokens, harmonics))
+        self.b = nn.Parameter(torch.empty(num_heads, rank, num_tokens, harmonics))
+        self.w = nn.Parameter(torch.empty(num_heads, num_tokens, rank))
+        self.register_buffer("m", torch.arange(harmonics, dtype=torch.float32), persistent=False)
+        self.reset_parameters()
+
+    @classmethod
+    def from_config(cls, cfg: KArAtConfig, num_heads: int, num_tokens: int) -> "FourierKArAt":
+        return cls(num_heads, num_tokens, cfg.rank, cfg.grid_size, cfg.base_activation,
+                   cfg.l1_projection)
+
+    def reset_parameters(self) -> None:
+        """Paper's basis table: a, b ~ N(0, 1).  W: timm's linear init (assumption)."""
+        nn.init.normal_(self.a)
+        nn.init.normal_(self.b)
+        trunc_normal_(self.w, std=0.02)
+
+    @staticmethod
+    def num_params_formula(num_tokens: int, rank: int, grid_size: int) -> int:
+        """Parameters of one head's operator: ``2 r N (G + 1) + N r``."""
+        return 2 * rank * num_tokens * (grid_size + 1) + num_tokens * rank
+
+    def extra_repr(self) -> str:
+        base = "zero" if self.base_act is None else type(self.base_act).__name__
+        return (f"heads={self.num_heads}, N={self.num_tokens}, r={self.rank}, "
+                f"G={self.grid_size}, base={base}, l1_projection={self.l1_projection}")
+
+    def _check(self, attn: Tensor) -> None:
+        if attn.ndim != 4 or attn.shape[1] != self.num_heads or attn.shape[-1] != self.num_tokens:
+            raise InputShapeError(
+                f"Fourier-KArAt operator expects attention scores (B, {self.num_heads}, N_q, "
+                f"{self.num_tokens}): its units are tied to the {self.num_tokens} key positions "
+                f"the model was built for, got {tuple(attn.shape)}")
+
+    @staticmethod
+    def _as_matrix(coeff: Tensor) -> Tensor:
+        """(heads, r, N, G+1) -> (heads, N * (G+1), r), rows ordered (key position, harmonic)."""
+        h, r, n, g1 = coeff.shape
+        return coeff.permute(0, 2, 3, 1).reshape(h, n * g1, r)
+
+    def forward(self, attn: Tensor) -> Tensor:
+        self._check(attn)
+        # Harmonics m * a_kq of every score, (B, h, Nq, N, G+1) viewed as (B, h, Nq, N * (G+1));
+        # Phi(a_k)_p = sum_{q,m} a_pqm cos(m a_kq) + b_pqm sin(m a_kq) is then two matmuls.
+        x = (attn.unsqueeze(-1) * self.m.to(attn.dtype)).flatten(-2)
+        phi = torch.cos(x) @ self._as_matrix(self.a)
+        phi = phi + torch.sin(x) @ self._as_matrix(self.b)  # (B, h, Nq, r)
+        if self.base_act is not None:  # sum_q b(a_q), the same for every p
+            phi = phi + self.base_act(attn).sum(-1, keepdim=True)
+        out = phi @ self.w.transpose(-1, -2)  # (B, h, Nq, N): W Phi(a)
+        if self.l1_projection:
+            out = out / out.abs().sum(-1, keepdim=True).clamp_min(L1_EPS)
+        return out
+
+
+class KArAtAttention(Attention):
+    """timm's multi-head self-attention with the softmax replaced by a :class:`FourierKArAt`.
+
+    The projections (``qkv``, ``q_norm``/``k_norm``, ``proj``) and dropouts are timm's.  The
+    operator is bound after construction with :meth:`bind`: owned (registered as ``karat``,
+    blockwise) or shared (referenced, not registered: universal).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._shared: tuple[FourierKArAt, ...] = ()  # a tuple: nn.Module does not register it
+
+    def bind(self, operator: FourierKArAt, *, shared: bool) -> None:
+        if operator.num_heads != self.num_heads:
+            raise ValueError(f"operator has {operator.num_heads} heads, attention {self.num_heads}")
+        if shared:
+            self._shared = (operator,)
+        else:
+            self.karat = operator
+
+    @property
+    def operator(self) -> FourierKArAt:
+        if self._shared:
+            return self._shared[0]
+        op = self._modules.get("karat")
+        if op is None:
+            raise RuntimeError("KArAtAttention has no operator: call bind() first")
+        return op  # type: ignore[return-value]
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None,
+                is_causal: bool = False) -> Tensor:
+        if attn_mask is not None or is_causal:
+            raise ValueError("KArAt attention has no masking: every row holds all N key positions")
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        attn = (q * self.scale) @ k.transpose(-2, -1)  # A = QK^T / sqrt(d)
+        attn = self.attn_drop(self.operator(attn))
+        x = (attn @ v).transpose(1, 2).reshape(B, N, self.attn_dim)
+        x = self.norm(x)
+        return self.proj_drop(self.proj(x))
+
+
+class KArAtVisionTransformer(ZooModel):
+    """ViT (patch embedding, class token, learned positions, pre-norm blocks) with KArAt."""
+
+    def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3,
+                 img_size: tuple[int, int] = (224, 224), name: str = "karat") -> None:
+        super().__init__()
+        self.name, self.img_size = name, tuple(img_size)
+        self.num_classes = num_classes
+        self.num_features = self.embed_dim = arch.embed_dim
+        self.global_pool = arch.global_pool
+        self.num_prefix_tokens = int(arch.class_token)
+        self.mode = arch.karat.mode
+        self.grad_checkpointing = False
+        norm_layer = partial(nn.LayerNorm, eps=NORM_EPS)
+
+        self.patch_embed = PatchEmbed(img_size=self.img_size, patch_size=arch.patch_size,
+                                      in_chans=in_chans, embed_dim=arch.embed_dim)
+        self.num_tokens = self.patch_embed.num_patches + self.num_prefix_tokens
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, arch.embed_dim)) if arch.class_token \
+            else None
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_tokens, arch.embed_dim))
+        self.pos_drop = nn.Dropout(arch.pos_drop_rate)
+
+        make_operator = partial(FourierKArAt.from_config, arch.karat, arch.num_heads,
+                                self.num_tokens)
+        # Universal (GnU): the h operators live once, here; blocks only reference them.
+        self.karat = make_operator() if self.mode == "universal" else None
+        dpr = torch.linspace(0, arch.drop_path_rate, arch.depth).tolist()
+        blocks = []
+        for i in range(arch.depth):
+            blk = Block(arch.embed_dim, arch.num_heads, mlp_ratio=arch.mlp_ratio,
+                        qkv_bias=arch.qkv_bias, proj_drop=arch.proj_drop_rate,
+                        attn_drop=arch.attn_drop_rate, drop_path=dpr[i], norm_layer=norm_layer,
+                        attn_layer=KArAtAttention)
+            if self.karat is not None:
+                blk.attn.bind(self.karat, shared=True)
+            else:
+                blk.attn.bind(make_operator(), shared=False)
+            blocks.append(blk)
+        self.blocks = nn.Sequential(*blocks)
+        self.norm = norm_layer(arch.embed_dim)
+        self.fc_norm = nn.Identity()
+        self.head_drop = nn.Dropout(arch.drop_rate)
+        self.head = linear_or_identity(arch.embed_dim, num_classes)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """timm's ViT init: positions trunc-normal(.02), class token N(0, 1e-6), linears
+        trunc-normal(.02) with zero bias; operators as :meth:`FourierKArAt.reset_parameters`."""
+        trunc_normal_(self.pos_embed, std=0.02)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=1e-6)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "cls_token"}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def operators(self) -> list[FourierKArAt]:
+        """The operator each block uses, in block order (the same object for universal)."""
+        return [blk.attn.operator for blk in self.blocks]
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        check_input_size(x, self.img_size, self.name)
+        x = self.patch_embed(x)
+        if self.cls_token is not None:
+            x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+        x = self.pos_drop(x + self.pos_embed)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            x = checkpoint_seq(self.blocks, x)
+        else:
+            x = self.blocks(x)
+        return self.norm(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        if self.global_pool == "token":
+            x = x[:, 0]
+        elif self.global_pool == "avg":
+            x = x[:, self.num_prefix_tokens:].mean(dim=1)
+        x = self.head_drop(self.fc_norm(x))
+        return x if pre_logits else self.head(x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool is not None:
+            if global_pool not in ("", "token", "avg"):
+                raise ValueError(f"global_pool must be '', 'token' or 'avg', got {global_pool!r}")
+            if global_pool == "token" and self.cls_token is None:
+                raise ValueError("global_pool 'token' needs a class token")
+            self.global_pool = global_pool
+        self.num_classes = num_classes
+        self.head = linear_or_identity(self.embed_dim, num_classes)
+
+
+def _img_size(spec) -> tuple[int, int]:
+    arch: Arch = spec.arch
+    _, h, w = spec.data.input_size
+    if h % arch.patch_size or w % arch.patch_size:
+        raise SpecError(f"input size {h}x{w} is not a multiple of patch_size {arch.patch_size}",
+                        model=spec.name)
+    if not spec.data.fixed_input_size:
+        raise SpecError("KArAt's operators are tied to the token count: data.fixed_input_size "
+                        "must be true", model=spec.name)
+    return h, w
+
+
+def build(spec) -> KArAtVisionTransformer:
+    return KArAtVisionTransformer(spec.arch, num_classes=spec.data.num_classes,
+                                  in_chans=spec.data.in_chans, img_size=_img_size(spec),
+                                  name=spec.name)
+
+
+def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A KArAt checkpoint saved from a (possibly DDP-wrapped) zoo model -> zoo's layout.
+
+    There are no original KArAt weights (the paper's code was not available to zoo), so the
+    only layout accepted is zoo's own, with an optional ``module.`` prefix.  A checkpoint
+    without the operators (e.g. a vanilla ViT's) is refused: it cannot initialize KArAt.
+    """
+    sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    universal = spec.arch.karat.mode == "universal"
+    expected = ("karat.a",) if universal else tuple(
+        f"blocks.{i}.attn.karat.a" for i in range(spec.arch.depth))
+    missing = [k for k in expected if k not in sd]
+    if missing:
+        raise CheckpointError(
+            f"{spec.name}: not a {spec.arch.karat.mode} KArAt checkpoint, missing the operator "
+            f"tensor(s) {missing[:3]}{' ...' if len(missing) > 3 else ''} (a vanilla ViT "
+            "checkpoint has no learnable attention operator)")
+    return sd
+
+
+__all__ = ["FourierKArAt", "KArAtAttention", "KArAtVisionTransformer", "build", "convert"]

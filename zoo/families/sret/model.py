@@ -1,0 +1,432 @@
+"""SReT: Sliced Recursive Transformer (Shen, Liu, Xing, ECCV 2022, arXiv:2111.05297).
+
+Faithful to the original code (https://github.com/szq0214/SReT, ``SReT.py`` and
+``SReT_wo_slice.py``), with the weight sharing made explicit: each stage holds its unique
+transformer blocks once (``stages.N.blocks``) plus its unshared non-linear projection layers
+(``stages.N.nlls``), and :class:`SReTStage` applies them in upstream's order
+
+    block0, nll0, block0, nll1, block1, nll2, block1, nll3, ...
+
+(each unique block ``applications`` times in a row, an NLL after every application).  Upstream
+instead lists the shared block object once per application, so its ``state_dict`` (and any
+checkpoint ``torch.save``'d from it) holds every shared tensor twice; :func:`convert` checks that
+the copies are identical and keeps one.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath, Mlp, trunc_normal_
+from torch import Tensor, nn
+
+from zoo.errors import CheckpointError, InputShapeError, SpecError
+from zoo.model import ZooModel, check_input_size, linear_or_identity
+
+from .schema import Arch, Stage
+
+NORM_EPS = 1e-6  # every LayerNorm of the original (partial(nn.LayerNorm, eps=1e-6))
+STEM_STRIDE = 8  # three stride-2 convs
+
+
+class PermutationSource:
+    """Where the recursive pass draws its token permutations from (``Arch.token_permutation``).
+
+    ``generator=None`` is the original behaviour: ``torch.randperm(n)`` on torch's global CPU
+    generator.  With a generator (seeded once per forward) the draws are reproducible and leave
+    the global RNG untouched.  Permutations are drawn on the CPU, as upstream does, so a model on
+    an accelerator draws the same numbers.
+    """
+
+    def __init__(self, generator: torch.Generator | None = None) -> None:
+        self.generator = generator
+
+    def randperm(self, n: int, device: torch.device) -> Tensor:
+        return torch.randperm(n, generator=self.generator).to(device)
+
+
+class LearnableCoefficient(nn.Module):
+    """A learnable scalar (initialized to 1) scaling a residual path: the learnable residual
+    connection (LRC) of paper Sec. 3.3, which replaces the fixed ``x + f(x)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.weight
+
+
+class GroupAttention(nn.Module):
+    """Multi-head self-attention within ``num_groups`` contiguous slices of the token sequence
+    (sliced group self-attention, paper Sec. 3.4, Fig. 4).
+
+    With ``permute=True`` (a block's recursive application) the tokens are randomly permuted
+    first and restored after the attention, so the slices of the recursive pass mix tokens from
+    all over the image (the permutation approximates global attention across recursions).
+    ``num_groups == 1`` is ordinary global self-attention (and never permutes), which is what
+    the models "without slicing" use everywhere.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: Tensor, num_groups: int = 1, permute: bool = False,
+                perm_source: PermutationSource | None = None) -> Tensor:
+        B, N, C = x.shape
+        if N % num_groups:
+            raise InputShapeError(f"{N} tokens cannot be sliced into {num_groups} equal groups; "
+                                  "choose an input size whose token count they divide")
+        inverse = None
+        if permute and num_groups > 1:
+            perm = (perm_source or PermutationSource()).randperm(N, x.device)
+            x = x[:, perm]
+            inverse = torch.argsort(perm)
+        # (B, N, 3C) -> 3 x (B, groups, heads, N / groups, head_dim): contiguous token slices
+        qkv = self.qkv(x).reshape(B, num_groups, N // num_groups, 3, self.num_heads,
+                                  self.head_dim).permute(3, 0, 1, 4, 2, 5)
+        q, k, v = qkv.unbind(0)
+        attn = (q @ k.transpose(-2, -1)) * self.scale
+        attn = self.attn_drop(attn.softmax(dim=-1))
+        x = (attn @ v).permute(0, 1, 3, 2, 4).reshape(B, N, C)
+        if inverse is not None:
+            x = x[:, inverse]
+        return self.proj_drop(self.proj(x))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block with learnable residual coefficients (paper Sec. 3.3):
+    ``x = a1 * x + a2 * attn(norm1(x)); x = a3 * x + a4 * mlp(norm2(x))``.  Its weights are
+    shared by all applications of the block within a stage."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop: float = 0.0,
+                 attn_drop: float = 0.0, drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=NORM_EPS)
+        self.attn = GroupAttention(dim, num_heads, qkv_bias=True, attn_drop=attn_drop,
+                                   proj_drop=drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=NORM_EPS)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=drop)
+        self.coef_skip1 = LearnableCoefficient()
+        self.coef_attn = LearnableCoefficient()
+        self.coef_skip2 = LearnableCoefficient()
+        self.coef_mlp = LearnableCoefficient()
+
+    def forward(self, x: Tensor, num_groups: int = 1, permute: bool = False,
+                perm_source: PermutationSource | None = None) -> Tensor:
+        a = self.attn(self.norm1(x), num_groups, permute, perm_source)
+        x = self.coef_skip1(x) + self.coef_attn(self.drop_path(a))
+        x = self.coef_skip2(x) + self.coef_mlp(self.drop_path(self.mlp(self.norm2(x))))
+        return x
+
+
+class NonLinearProjection(nn.Module):
+    """Non-linear projection layer (NLL, paper Sec. 3.2): an unshared pre-norm MLP with learnable
+    residual coefficients after every block application, ``x = c1 * x + c2 * mlp(norm(x))``.
+    It keeps consecutive applications of a shared block from collapsing into one another."""
+
+    def __init__(self, dim: int, mlp_ratio: float, drop: float = 0.0) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=NORM_EPS)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=drop)
+        self.coef_skip = LearnableCoefficient()
+        self.coef_mlp = LearnableCoefficient()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.coef_skip(x) + self.coef_mlp(self.mlp(self.norm(x)))
+
+
+class ConvPool(nn.Module):
+    """Between stages: a stride-2 3x3 conv grouped by input channel that widens the tokens
+    (PiT's ``conv_head_pooling``, which SReT adopts; paper Table 1)."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_dim, out_dim, kernel_size=3, stride=2, padding=1, groups=in_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class ConvStem(nn.Module):
+    """Patch embedding: three stride-2 3x3 conv-BN-ReLU layers (width/2, width, width), i.e. a
+    stride-8 token grid (paper Sec. 3.1 / Table 1, upstream ``conv_embedding``)."""
+
+    def __init__(self, in_chans: int, dim: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, dim // 2, kernel_size=3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(dim // 2)
+        self.conv2 = nn.Conv2d(dim // 2, dim, kernel_size=3, stride=2, padding=1)
+        self.bn2 = nn.BatchNorm2d(dim)
+        self.conv3 = nn.Conv2d(dim, dim, kernel_size=3, stride=2, padding=1)
+        self.bn3 = nn.BatchNorm2d(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn2(self.conv2(x)))
+        return F.relu(self.bn3(self.conv3(x)))
+
+
+class SReTStage(nn.Module):
+    """[pool ->] recursive transformer stage (paper Sec. 3.2, Fig. 2).
+
+    Holds ``unique_blocks`` shared :class:`TransformerBlock`s once and ``unique_blocks *
+    applications`` unshared :class:`NonLinearProjection`s; :meth:`schedule` gives the order they
+    run in.  A block's first application attends within ``groups`` slices, its later
+    (recursive) applications within ``recursive_groups`` slices of randomly permuted tokens.
+    For the published two applications per block this is exactly upstream's rule (it marks
+    layer ``i`` of its flat block list recursive when ``(i + 2) % 4 == 0``).
+    """
+
+    def __init__(self, cfg: Stage, in_dim: int | None, mlp_ratio: float, nll_mlp_ratio: float,
+                 drop: float, attn_drop: float, drop_path: list[float]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.downsample = ConvPool(in_dim, cfg.dim) if in_dim is not None else nn.Identity()
+        self.blocks = nn.ModuleList(
+            TransformerBlock(cfg.dim, cfg.num_heads, mlp_ratio, drop=drop, attn_drop=attn_drop,
+                             drop_path=drop_path[b]) for b in range(cfg.unique_blocks))
+        self.nlls = nn.ModuleList(
+            NonLinearProjection(cfg.dim, nll_mlp_ratio, drop=drop) for _ in range(cfg.depth))
+
+    def schedule(self) -> Iterator[tuple[int, int]]:
+        """(unique block index, application index) of every application, in order; the NLL
+        after the ``k``-th application (0-based, over the stage) is ``nlls[k]``."""
+        for b in range(self.cfg.unique_blocks):
+            for a in range(self.cfg.applications):
+                yield b, a
+
+    def forward(self, x: Tensor, perm_source: PermutationSource | None = None) -> Tensor:
+        x = self.downsample(x)
+        B, C, H, W = x.shape
+        x = x.flatten(2).transpose(1, 2)  # raster token order
+        for k, (b, a) in enumerate(self.schedule()):
+            recursive = a > 0
+            groups = self.cfg.recursive_groups if recursive else self.cfg.groups
+            x = self.blocks[b](x, groups, recursive, perm_source)
+            x = self.nlls[k](x)
+        return x.transpose(1, 2).reshape(B, C, H, W)
+
+
+class SReT(ZooModel):
+    """Sliced Recursive Transformer (and its variants without slicing, where every stage has
+    ``groups == recursive_groups == 1``).
+
+    ``forward_features`` returns the unpooled last-stage map (B, C, H/32, W/32); the head
+    average-pools it, applies the final LayerNorm (upstream normalizes *after* pooling) and the
+    linear classifier.
+    """
+
+    def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3,
+                 img_size: tuple[int, int] = (224, 224), name: str = "sret") -> None:
+        super().__init__()
+        self.arch = arch
+        self.name = name
+        self.num_classes = num_classes
+        self.num_features = arch.num_features
+        self.global_pool = "avg"
+        self.img_size = tuple(img_size)
+        self.grid_size = (img_size[0] // STEM_STRIDE, img_size[1] // STEM_STRIDE)
+        self.dynamic_img_size = arch.dynamic_img_size
+
+        dim0 = arch.stages[0].dim
+        self.patch_embed = ConvStem(in_chans, dim0)
+        self.pos_embed = nn.Parameter(torch.zeros(1, dim0, *self.grid_size))
+        self.pos_drop = nn.Dropout(arch.drop_rate)
+
+        total = sum(s.depth for s in arch.stages)
+        stages, start, in_dim = [], 0, None
+        for cfg in arch.stages:
+            rates = [arch.drop_path_rate * (start + b) / total for b in range(cfg.unique_blocks)]
+            stages.append(SReTStage(cfg, in_dim, arch.mlp_ratio, arch.nll_mlp_ratio,
+                                    arch.drop_rate, arch.attn_drop_rate, rates))
+            start += cfg.depth
+            in_dim = cfg.dim
+        self.stages = nn.ModuleList(stages)
+
+        self.norm = nn.LayerNorm(self.num_features, eps=NORM_EPS)
+        self.head = linear_or_identity(self.num_features, num_classes)
+        trunc_normal_(self.pos_embed, std=0.02)
+
+    # -- features -------------------------------------------------------------------------------
+    def _permutation_source(self) -> PermutationSource:
+        if self.arch.token_permutation == "seeded":
+            return PermutationSource(torch.Generator().manual_seed(self.arch.permutation_seed))
+        return PermutationSource()
+
+    def _pos_embed(self, x: Tensor) -> Tensor:
+        if tuple(x.shape[-2:]) == self.grid_size:
+            return x + self.pos_embed
+        pos = F.interpolate(self.pos_embed, size=x.shape[-2:], mode="bicubic",
+                            align_corners=False)
+        return x + pos
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        if self.dynamic_img_size:
+            if x.ndim != 4 or x.shape[-2] % 32 or x.shape[-1] % 32:
+                raise InputShapeError(
+                    f"{self.name} with dynamic_img_size takes (B, C, H, W) inputs with H and W "
+                    f"multiples of 32 (the stem and poolings halve the grid 5 times), got shape "
+                    f"{tuple(x.shape)}")
+        else:
+            check_input_size(x, self.img_size, self.name)
+        x = self.pos_drop(self._pos_embed(self.patch_embed(x)))
+        source = self._permutation_source()
+        for stage in self.stages:
+            x = stage(x, source)
+        return x
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        if self.global_pool == "":
+            return x
+        x = self.norm(x.mean(dim=(2, 3)))
+        return x if pre_logits else self.head(x)
+
+    # -- timm API -------------------------------------------------------------------------------
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool is not None:
+            if global_pool not in ("avg", ""):
+                raise ValueError(f"{self.name}: global_pool must be 'avg' or '', got "
+                                 f"{global_pool!r}")
+            self.global_pool = global_pool
+        self.num_classes = num_classes
+        self.head = linear_or_identity(self.num_features, num_classes)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed"}
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return {"stem": r"^pos_embed|^patch_embed",
+                "blocks": r"^stages\.(\d+)" if coarse else
+                [(r"^stages\.(\d+)\.downsample", (0,)),
+                 (r"^stages\.(\d+)\.(?:blocks|nlls)\.(\d+)", None),
+                 (r"^norm", (99999,))]}
+
+
+def _token_check(spec, arch: Arch) -> None:
+    """Every stage's slices must divide its token count at the spec's input size."""
+    h, w = spec.data.input_size[1:]
+    if h % 32 or w % 32:
+        raise SpecError(f"input size {h}x{w} must be a multiple of 32 (stem stride 8, two "
+                        "stride-2 poolings)", model=spec.name)
+    for i, st in enumerate(arch.stages):
+        n = (h // STEM_STRIDE >> i) * (w // STEM_STRIDE >> i)
+        for field in ("groups", "recursive_groups"):
+            if n % getattr(st, field):
+                raise SpecError(f"stages[{i}].{field}={getattr(st, field)} does not divide the "
+                                f"stage's {n} tokens at input size {h}x{w}", model=spec.name)
+
+
+def build(spec) -> SReT:
+    arch: Arch = spec.arch
+    _token_check(spec, arch)
+    return SReT(arch, num_classes=spec.data.num_classes, in_chans=spec.data.in_chans,
+                img_size=tuple(spec.data.input_size[1:]), name=spec.name)
+
+
+# -- conversion -------------------------------------------------------------------------------------
+_BLOCK_RENAMES = {"coefficient1.bias": "coef_skip1.weight", "coefficient2.bias": "coef_attn.weight",
+                  "coefficient3.bias": "coef_skip2.weight", "coefficient4.bias": "coef_mlp.weight"}
+_NLL_RENAMES = {"coefficient1.bias": "coef_skip.weight", "coefficient2.bias": "coef_mlp.weight"}
+_UPSTREAM_LAYER = re.compile(r"^transformers\.(\d+)\.blocks\.(\d+)\.(.+)$")
+_UPSTREAM_POOL = re.compile(r"^pools\.(\d+)\.(.+)$")
+
+
+def _rename_nll(rest: str) -> str:
+    if rest in _NLL_RENAMES:
+        return _NLL_RENAMES[rest]
+    return "norm." + rest[len("norm1."):] if rest.startswith("norm1.") else rest
+
+
+def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Upstream ``SReT`` / ``RecursiveTransformer`` state dict -> this module's layout.
+
+    Upstream's stage ``s`` lists its layers flat, ``transformers.s.blocks.i``: even ``i`` are
+    applications of the shared blocks (the same module object at several indices, so the state
+    dict holds one copy per application), odd ``i`` the NLLs.  Application ``k = i // 2`` is
+    application ``k % applications`` of unique block ``k // applications``.  The first
+    application's copy becomes ``stages.s.blocks.b``; every other copy must be identical to it
+    (:class:`CheckpointError` otherwise) and is dropped, as is a checkpoint that lacks them.
+    ``pools.s`` becomes ``stages.(s+1).downsample``; the ``coefficientK.bias`` scalars are
+    renamed after their role.  A state dict already in zoo's layout is returned unchanged.
+    """
+    sd = dict(state_dict)
+    if sd and all(k.startswith("module.") for k in sd):  # saved from a DistributedDataParallel
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    if any(k.startswith("stages.") for k in sd):
+        if any(k.startswith(("transformers.", "pools.")) for k in sd):
+            raise CheckpointError(f"{spec.name}: the state dict mixes zoo's layout (stages.*) and "
+                                  "the original one (transformers.*, pools.*)")
+        return sd
+
+    stages: tuple[Stage, ...] = spec.arch.stages
+    out: dict[str, Tensor] = {}
+    copies: dict[str, list[tuple[str, Tensor]]] = {}
+    unknown: list[str] = []
+    for key, value in sd.items():
+        m = _UPSTREAM_LAYER.match(key)
+        p = _UPSTREAM_POOL.match(key)
+        if m:
+            s, i, rest = int(m[1]), int(m[2]), m[3]
+            if s >= len(stages) or i >= 2 * stages[s].depth:
+                unknown.append(key)
+                continue
+            k = i // 2
+            if i % 2:
+                out[f"stages.{s}.nlls.{k}.{_rename_nll(rest)}"] = value
+                continue
+            b, a = divmod(k, stages[s].applications)
+            new = f"stages.{s}.blocks.{b}.{_BLOCK_RENAMES.get(rest, rest)}"
+            if a == 0:
+                out[new] = value
+            else:
+                copies.setdefault(new, []).append((key, value))
+        elif p:
+            s = int(p[1])
+            if s + 1 >= len(stages):
+                unknown.append(key)
+                continue
+            out[f"stages.{s + 1}.downsample.{p[2]}"] = value
+        elif key.startswith(("patch_embed.", "head.", "norm.")) or key == "pos_embed":
+            out[key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(
+            f"{spec.name}: keys the original SReT layout does not have (or that this variant's "
+            f"{len(stages)} stages cannot hold): {unknown[:8]}"
+            + (f" ... ({len(unknown)} in all)" if len(unknown) > 8 else "")
+            + ". Is this a checkpoint of another model?")
+
+    for new, dupes in copies.items():
+        if new not in out:
+            raise CheckpointError(f"{spec.name}: {dupes[0][0]} is a recursive application of a "
+                                  f"shared block whose first application (-> {new}) is missing")
+        ref = out[new]
+        for key, value in dupes:
+            if value.shape != ref.shape or value.dtype != ref.dtype or not torch.equal(value, ref):
+                detail = (f"max |diff| {(value.float() - ref.float()).abs().max().item():.3g}"
+                          if value.shape == ref.shape else
+                          f"shapes {tuple(value.shape)} vs {tuple(ref.shape)}")
+                raise CheckpointError(
+                    f"{spec.name}: {key} should be a copy of the shared block weight that becomes "
+                    f"{new} (upstream applies one block object several times), but it differs "
+                    f"({detail}). The checkpoint is not a faithful SReT checkpoint; nothing was "
+                    "converted.")
+    return out
