@@ -39,7 +39,7 @@ Defaults follow the paper's main configuration: zero base activation ``b(x) = 0`
 ``identity`` are offered), no softmax, and no l1 projection (offered as ``l1_projection``:
 every activated row divided by its l1 norm; zoo's reading of the option).
 
-Blockwise (``GnB``) and universal (``GnU``) configurations (paper Sec. 3.3): blockwise models
+Blockwise (``GnB``) and universal (``GnU``) configurations (paper Sec. 3): blockwise models
 hold one :class:`FourierKArAt` (all heads) in every block's attention, ``blocks.j.attn.karat``;
 universal models hold a single one on the model, ``karat``, which every block's attention
 *references without registering it*, so ``state_dict`` and safetensors files store it once and
@@ -50,7 +50,14 @@ Efficiency.  A direct transcription evaluates every unit on every attention entr
 and ``sin(m a_kq)`` of each entry once (two ``B x H x N x N x (G+1)`` tensors, independent of
 ``r``) and contracts them with the coefficients by matmuls over (key position, harmonic), then
 applies ``W`` as one more matmul; nothing of size ``B x H x N x N x r`` or larger is created.
-``scripts/bench_karat.py`` compares the two (speed, peak memory, outputs).
+The contraction keeps the constant ``m = 0`` columns (``cos 0 = 1``, ``sin 0 = 0``) as stored,
+so ``zoo.measure.count_macs`` counts ``N^2 r (2(G+1) + 1)`` MACs per head and block, within 2%
+of the paper's GFLOPs table for all six models.  ``scripts/bench_karat.py`` compares zoo's
+operator with the transcription (speed, peak memory, outputs).
+
+Section/table references: the paper's v3 text was not readable in full offline; the equations,
+initialization table, parameter/GFLOPs table and ImageNet results used here are the paper's as
+reproduced on its project page (https://subhajitmaity.me/KArAt), cited by content.
 """
 from __future__ import annotations
 

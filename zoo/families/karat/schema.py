@@ -25,7 +25,7 @@ from zoo.spec import ArchBase, StrictModel
 
 
 class KArAtConfig(StrictModel):
-    """The learnable attention operator (paper Sec. 3.2-3.3)."""
+    """The learnable attention operator (paper Sec. 3: modular Fourier-KArAt, GnB / GnU)."""
 
     basis: Literal["fourier"] = Field(
         "fourier", description="basis of the learnable units; the paper's main configuration "
