@@ -124,7 +124,9 @@ def bench_forward(repeats: int, names: list[str], batch: int, reference_root: Pa
     import torch
 
     import zoo
-    from scripts import references
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import references
 
     rows = []
     for name in names:
@@ -132,12 +134,12 @@ def bench_forward(repeats: int, names: list[str], batch: int, reference_root: Pa
         x = torch.randn(batch, *spec.data.input_size)
         model = zoo.create(name).eval()
         z = _throughput(model, x, repeats)
-        ref = references.build(name, reference_root) if reference_root else None
+        ref = references.build(name, reference_root)
         r_s = None
         anchor = "original implementation (not given)"
         if ref is not None:  # its own random weights: throughput does not depend on values
             r_s = _throughput(ref.eval(), x, repeats)
-            anchor = "original implementation"
+            anchor = "original implementation" if reference_root else "timm's port"
         rows.append(_row(f"forward {name} b{batch} eval fp32", z, anchor, r_s))
         if compile_too:
             compiled = torch.compile(model)

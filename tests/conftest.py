@@ -33,4 +33,8 @@ def heavy(name: str) -> bool:
 
 
 def model_params(names: list[str]) -> list:
-    return [pytest.param(n, id=n, marks=[pytest.mark.slow] if heavy(n) else []) for n in names]
+    """One pytest param per model; under pytest-xdist (`--dist loadgroup`) all tests of one
+    model run on the same worker, so each model is built once."""
+    return [pytest.param(n, id=n, marks=[pytest.mark.xdist_group(n),
+                                         *([pytest.mark.slow] if heavy(n) else [])])
+            for n in names]
