@@ -1,8 +1,11 @@
 """pytest fixtures for tests that talk to a Hub: a local :class:`HubEmulator` and ``publish``.
 
 ``hub``: a running emulator; ``HF_ENDPOINT`` points at it, ``HF_HOME``/``HF_HUB_CACHE`` and
-``ZOO_CACHE`` are fresh temporary folders, ``HF_HUB_OFFLINE`` is unset, both in ``os.environ``
-(for subprocesses) and in ``huggingface_hub.constants`` (read once at import, so patched too).
+``ZOO_CACHE`` are fresh temporary folders, ``HF_HUB_OFFLINE`` and ``HF_TOKEN`` are unset (and
+no stored token file is visible), both in ``os.environ`` (for subprocesses) and in
+``huggingface_hub.constants`` (read once at import, so patched too).  Fault knobs and the
+request log are the emulator's own (``hub.corrupt``, ``hub.drop_connection``, ``hub.delay``,
+``hub.count``).
 
 ``publish(tag, state_dict, *, layout="zoo", repo_id=None, filename="model.safetensors",
 num_classes=None) -> WeightsRecord``: writes the state dict as safetensors, commits it to the
@@ -46,6 +49,11 @@ def patch_hf_constants(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> 
     monkeypatch.setattr(constants, "HF_HOME", env["HF_HOME"])
     monkeypatch.setattr(constants, "HF_HUB_CACHE", env["HF_HUB_CACHE"])
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # no stored user token travels to the emulator (tests set HF_TOKEN when they need one)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(Path(env["HF_HOME"]) / "token"))
+    if hasattr(constants, "HF_STORED_TOKENS_PATH"):
+        monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH",
+                            str(Path(env["HF_HOME"]) / "stored_tokens"))
     if hasattr(constants, "HF_XET_CACHE"):
         monkeypatch.setattr(constants, "HF_XET_CACHE", str(Path(env["HF_HOME"]) / "xet"))
     if hasattr(constants, "HF_ASSETS_CACHE"):
@@ -62,7 +70,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory,
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_ETAG_TIMEOUT",
-                    "HF_HUB_DOWNLOAD_TIMEOUT"):
+                    "HF_HUB_DOWNLOAD_TIMEOUT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
             monkeypatch.delenv(key, raising=False)
         patch_hf_constants(monkeypatch, env)
         yield emulator

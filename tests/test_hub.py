@@ -121,6 +121,15 @@ def test_pretrained_load_end_to_end(hub, publish, source) -> None:
     assert torch.equal(_out(again), _out(source))
 
 
+def test_original_layout_is_converted_on_load(hub, publish, source) -> None:
+    """A Hub file in upstream's key layout (e.g. a timm repo) goes through the family's convert."""
+    upstream = {"module." + k.replace("head.fc.", "classifier."): v
+                for k, v in source.state_dict().items()}
+    record = publish(TAG, upstream, layout="original", repo_id="upstream/simplenet")
+    assert record.hub.layout == "original" and record.hub.repo_id == "upstream/simplenet"
+    assert torch.equal(_out(zoo.create(TAG, pretrained=True)), _out(source))
+
+
 def test_wrong_bytes_are_refused_and_not_cached(hub, publish, source) -> None:
     record = publish(TAG, source.state_dict())
     hub.corrupt(record.hub.repo_id, record.hub.filename, times=1)

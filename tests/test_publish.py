@@ -170,10 +170,28 @@ def test_push_needs_provenance_and_a_matching_tag(hub, source, tmp_path) -> None
     with pytest.raises(RegistryError, match="names model"):
         run(["push", str(folder), "org/p", "--update-registry", "simplenet_cifar_5m.t",
              "--registry-dir", str(tmp_path / "r"), "--source-url", "https://zoo.invalid/x"])
+    with pytest.raises(RegistryError, match="source.url"):
+        run(["push", str(folder), "org/p", "--update-registry", "t", "--license", "MIT",
+             "--registry-dir", str(tmp_path / "r"), "--source-url", "http://insecure/x.pth"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsError, match="not a save_pretrained folder"):
         run(["push", str(tmp_path / "empty"), "org/p"])
     assert not (tmp_path / "r").exists()
+    assert hub.repos() == []  # every refusal came before any upload
+
+
+def test_push_private_repo_is_hidden_without_a_token(hub, source, tmp_path, monkeypatch,
+                                                    capsys) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_emulator_test_token")
+    folder = zoo.save_pretrained(source, tmp_path / "out")
+    assert run(["push", str(folder), "org/secret", "--private"]) == 0
+    sha = hub.head("org/secret")
+    assert hub.is_private("org/secret") and sha in capsys.readouterr().out
+    model = zoo.create(NAME, weights=f"hf-hub:org/secret@{sha}")
+    assert torch.equal(_out(model), _out(source))
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(WeightsError, match="does not exist"):
+        zoo.create(NAME, weights="hf-hub:org/secret")
 
 
 @pytest.mark.slow
@@ -284,3 +302,13 @@ def test_registry_write_survives_a_kill_mid_write(tmp_path) -> None:
         reg.add_file(p)
     assert list(reg.records) == [f"{NAME}.first"]
     assert yamlio.load(path)["weights"][f"{NAME}.first"]["hub"]["sha256"] == "b" * 64
+
+
+def test_publishing_and_testing_modules_import_without_torch() -> None:
+    code = ("import sys, zoo.publish, zoo.checkpoint, zoo.testing; "
+            "print(sorted(m for m in ('torch', 'huggingface_hub', 'safetensors') "
+            "if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

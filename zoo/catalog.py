@@ -113,6 +113,9 @@ class Catalog:
                 raise SpecError(f"`extends` cycle: {cycle}", source=entry.source, model=name)
             raw = dict(entry.raw)
             base_name = raw.pop("extends", None)
+            if base_name is not None and not isinstance(base_name, str):
+                raise SpecError(f"`extends` must name a model (a string), not "
+                                f"{type(base_name).__name__}", source=entry.source, model=name)
             merged = dict(entry.defaults)
             if base_name is not None:
                 if base_name not in self.entries:

@@ -179,27 +179,32 @@ def push(directory: str | Path, repo_id: str, *, revision: str = "main", private
          license_: str | None = None) -> tuple[str, dict[str, Any], Path | None]:
     """Upload a save_pretrained folder in one commit; return (tag, record dict, file written).
 
-    The record pins the commit sha and the file's sha256 and size; the upload is checked
-    against the Hub's own answer for that commit before anything is written.
+    The record pins the commit sha and the file's sha256 and size.  With ``update_registry``
+    it is schema-checked before anything is uploaded, and the upload is checked against the
+    Hub's own answer for that commit before the registry file is (atomically) rewritten.
     """
     from huggingface_hub import CommitOperationAdd, HfApi, get_hf_file_metadata, hf_hub_url
 
-    import zoo
     from zoo.build import get_spec
-    from zoo.registry import WeightsRecord, registry, update_file
+    from zoo.registry import registry, update_file
     from zoo.weights import WEIGHTS_NAME, sha256_file
 
     directory = Path(directory)
     arch, config = _read_folder(directory)
+    spec = get_spec(arch)
     layout = (config.get("zoo") or {}).get("layout", "zoo")
     weights = directory / WEIGHTS_NAME
     sha256, size = sha256_file(weights), weights.stat().st_size
     full = _full_tag(update_registry or (config.get("zoo") or {}).get("tag") or "unpublished",
                      arch)
-    existing = registry().records.get(full)
     if update_registry is not None and layout not in ("zoo", "original"):
         raise RegistryError(f"{directory} holds {layout!r} weights; registry records describe "
                             "'zoo' or 'original' layouts only")
+    hub = {"repo_id": repo_id, "revision": "0" * 40, "filename": WEIGHTS_NAME, "sha256": sha256,
+           "size": size, "layout": layout if layout in ("zoo", "original") else "zoo"}
+    base = _record_dict(full, hub, config, spec, source_url, license_)
+    if update_registry is not None:
+        _validated(full, base)  # refuse before uploading anything
     network = _network_errors()
     api = HfApi()
     try:
@@ -222,8 +227,26 @@ def push(directory: str | Path, repo_id: str, *, revision: str = "main", private
         raise WeightsError(f"push to {repo_id}: the Hub reports {meta.size} bytes at commit "
                            f"{meta.commit_hash} for {WEIGHTS_NAME}, expected {size} at {info.oid}; "
                            "no record written")
-    hub = {"repo_id": repo_id, "revision": info.oid, "filename": WEIGHTS_NAME, "sha256": sha256,
-           "size": size, "layout": layout if layout in ("zoo", "original") else "zoo"}
+    base["hub"]["revision"] = info.oid
+    written = None
+    if update_registry is not None:
+        record = _validated(full, base)
+        written = None if registry_dir is not None else registry().sources.get(full)
+        folder = Path(registry_dir) if registry_dir is not None else _registry_dir()
+        written = written or folder / f"{spec.family}.yaml"
+        update_file(written, full, record)
+        base = record.model_dump(mode="json", exclude_none=True)
+    return full, base, written
+
+
+def _record_dict(full: str, hub: dict[str, Any], config: dict[str, Any], spec: Any,
+                 source_url: str | None, license_: str | None) -> dict[str, Any]:
+    """The registry record for a pushed file: the tag's existing record (provenance, metrics)
+    with the new ``hub`` section, and the given source URL / license."""
+    import zoo
+    from zoo.registry import registry
+
+    existing = registry().records.get(full)
     base: dict[str, Any] = existing.model_dump(mode="json", exclude_none=True) if existing else {}
     base["hub"] = hub
     if source_url is not None:
@@ -233,23 +256,28 @@ def push(directory: str | Path, repo_id: str, *, revision: str = "main", private
     if lic:
         base["license"] = lic
     num_classes = config.get("num_classes")
-    spec = get_spec(arch)
     if isinstance(num_classes, int) and num_classes != spec.data.num_classes:
         base["num_classes"] = num_classes
-    written = None
-    if update_registry is not None:
-        if "url" not in base["source"]:
-            raise RegistryError(f"{full} has no registry record yet: give --source-url (the "
-                                "original checkpoint's URL, for provenance)")
-        if not base.get("license"):
-            raise RegistryError(f"{full}: give --license")
-        record = WeightsRecord.model_validate(base)
-        folder = Path(registry_dir) if registry_dir else _registry_dir()
-        written = registry().sources.get(full) if registry_dir is None else None
-        written = written or folder / f"{spec.family}.yaml"
-        update_file(written, full, record)
-        base = record.model_dump(mode="json", exclude_none=True)
-    return full, base, written
+    return base
+
+
+def _validated(full: str, base: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
+    from zoo.registry import WeightsRecord
+
+    if "url" not in base["source"]:
+        raise RegistryError(f"{full} has no registry record yet: give --source-url (the "
+                            "original checkpoint's URL, for provenance)")
+    if not base.get("license"):
+        raise RegistryError(f"{full}: give --license")
+    try:
+        return WeightsRecord.model_validate(base)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}"
+                             for err in e.errors())
+        raise RegistryError(f"{full}: the record would be invalid ({problems}); nothing was "
+                            "pushed or written") from None
 
 
 def _full_tag(tag: str, arch: str) -> str:

@@ -32,9 +32,10 @@ class HubFile(StrictModel):
     filename: str = Field(pattern=r"^[\w./-]+\.safetensors$")
     sha256: str = Field(pattern=SHA256)
     size: int = Field(gt=0, description="bytes")
-    layout: Literal["zoo", "original"] = Field(
+    layout: Literal["zoo", "original", "packed"] = Field(
         "zoo", description="'original': the file holds upstream's key layout and is converted "
-        "with the family's convert() on load (e.g. a timm repo)")
+        "with the family's convert() on load (e.g. a timm repo); 'packed': a quantized model's "
+        "deployable form (integer codes + scales)")
 
 
 class Source(StrictModel):
@@ -152,7 +153,10 @@ def update_file(path: str | Path, tag: str, record: WeightsRecord | dict[str, An
     path = Path(path)
     doc = yamlio.load(path) if path.exists() else {"weights": {}}
     doc.setdefault("weights", {})
-    rec = record if isinstance(record, WeightsRecord) else WeightsRecord.model_validate(record)
+    try:
+        rec = record if isinstance(record, WeightsRecord) else WeightsRecord.model_validate(record)
+    except ValidationError as e:
+        raise RegistryError(f"invalid record for {tag}: {e}") from None
     doc["weights"][tag] = rec.model_dump(mode="json", exclude_none=True)
     parse_file(doc, str(path))  # the whole file must validate before it replaces the old one
     yamlio.atomic_write_text(path, yamlio.dumps(doc))

@@ -155,16 +155,26 @@ def validate_spec(raw: dict[str, Any], *, source: str = "<dict>") -> SpecBase:
         raise SpecError(f"a spec must be a mapping, not {type(raw).__name__}", source=source)
     family = raw.get("family")
     if family not in family_names():
-        raise SpecError(f"unknown family {family!r}; known families: {', '.join(family_names())}",
-                        source=source, model=name)
+        raise SpecError(f"unknown family {_short_repr(family)}; known families: "
+                        f"{', '.join(family_names())}", source=source, model=name)
     try:
         return family_spec(family).model_validate(raw)
     except ValidationError as e:
         problems = [f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-                    + (f" (got {err['input']!r})" if err["type"] != "missing"
+                    + (f" (got {_short_repr(err['input'])})" if err["type"] != "missing"
                        and not isinstance(err["input"], (dict, list)) else "")
                     for err in e.errors()]
         raise SpecError("invalid spec", source=source, model=name, problems=problems) from None
+
+
+def _short_repr(value: Any, limit: int = 200) -> str:
+    """repr() for error messages: bounded, and safe for integers beyond Python's str limit."""
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"<int of {value.bit_length()} bits>" if isinstance(value, int) \
+            else f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def json_schema() -> dict[str, Any]:

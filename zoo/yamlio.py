@@ -66,11 +66,17 @@ def loads(text: str, source: str = "<string>") -> Any:
         raise YamlDataError(f"{source}: not valid zoo YAML: {e}") from None
     except RecursionError:
         raise YamlDataError(f"{source}: nesting too deep") from None
+    except (ValueError, OverflowError) as e:  # e.g. int() of a literal beyond 4300 digits
+        raise YamlDataError(f"{source}: unreadable value: {e}") from None
 
 
 def load(path: str | Path) -> Any:
     path = Path(path)
-    return loads(path.read_text(encoding="utf-8"), source=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise YamlDataError(f"{path}: not UTF-8 text ({e})") from None
+    return loads(text, source=str(path))
 
 
 def dumps(data: Any) -> str:

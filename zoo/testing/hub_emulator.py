@@ -277,6 +277,10 @@ class HubEmulator:
             commit = self._get_repo(repo_id).resolve(revision)
             return sorted(commit.files) if commit else []
 
+    def is_private(self, repo_id: str) -> bool:
+        with self._lock:
+            return self._get_repo(repo_id).private
+
     def repos(self) -> list[str]:
         with self._lock:
             return sorted(self._repos)
