@@ -312,3 +312,24 @@ def test_publishing_and_testing_modules_import_without_torch() -> None:
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_eval_result_becomes_registry_metrics(tmp_path) -> None:
+    """`zoo eval --out` JSON -> the record's metrics (what `zoo push --metrics` attaches)."""
+    from zoo.errors import RegistryError
+    from zoo.publish import metrics_from_eval
+    from zoo.registry import Metrics
+
+    result = {"model": "m", "data": "/data/imagenet/val", "num_samples": 50000, "top1": 72.0312,
+              "top5": 90.3244, "partial": False, "zoo_version": "0.1.0",
+              "date": "2026-11-25T10:00:00+00:00",
+              "data_config": {"input_size": [3, 224, 224], "crop_pct": 0.875}}
+    path = tmp_path / "res.json"
+    path.write_text(json.dumps(result))
+    metrics = Metrics.model_validate(metrics_from_eval(path))
+    assert (metrics.top1, metrics.top5, metrics.num_samples) == (72.031, 90.324, 50000)
+    assert metrics.dataset == "imagenet/val" and metrics.img_size == 224
+    assert metrics.measured_by.startswith("zoo eval") and str(metrics.date) == "2026-11-25"
+    path.write_text(json.dumps({**result, "partial": True}))
+    with pytest.raises(RegistryError, match="partial"):
+        metrics_from_eval(path)

@@ -54,6 +54,8 @@ def register(subparsers: Any) -> None:
                    "record yet)")
     p.add_argument("--license", default=None, help="license of the weights (default: the "
                    "existing record's, else the config's)")
+    p.add_argument("--metrics", default=None, metavar="RESULTS_JSON",
+                   help="attach a `zoo eval --out` result as the record's measured metrics")
     p.set_defaults(func=cmd_push)
 
     p = subparsers.add_parser(
@@ -143,7 +145,8 @@ def cmd_push(args: argparse.Namespace) -> int:
                                 private=args.private, message=args.message,
                                 update_registry=args.update_registry,
                                 registry_dir=args.registry_dir, source_url=args.source_url,
-                                license_=args.license)
+                                license_=args.license,
+                                metrics=metrics_from_eval(args.metrics) if args.metrics else None)
     from zoo import yamlio
 
     print(yamlio.dumps({"weights": {tag: record}}).rstrip())
@@ -176,7 +179,8 @@ def _read_folder(directory: Path) -> tuple[str, dict[str, Any]]:
 def push(directory: str | Path, repo_id: str, *, revision: str = "main", private: bool = False,
          message: str | None = None, update_registry: str | None = None,
          registry_dir: str | Path | None = None, source_url: str | None = None,
-         license_: str | None = None) -> tuple[str, dict[str, Any], Path | None]:
+         license_: str | None = None, metrics: dict[str, Any] | None = None,
+         ) -> tuple[str, dict[str, Any], Path | None]:
     """Upload a save_pretrained folder in one commit; return (tag, record dict, file written).
 
     The record pins the commit sha and the file's sha256 and size.  With ``update_registry``
@@ -197,12 +201,11 @@ def push(directory: str | Path, repo_id: str, *, revision: str = "main", private
     sha256, size = sha256_file(weights), weights.stat().st_size
     full = _full_tag(update_registry or (config.get("zoo") or {}).get("tag") or "unpublished",
                      arch)
-    if update_registry is not None and layout not in ("zoo", "original"):
-        raise RegistryError(f"{directory} holds {layout!r} weights; registry records describe "
-                            "'zoo' or 'original' layouts only")
     hub = {"repo_id": repo_id, "revision": "0" * 40, "filename": WEIGHTS_NAME, "sha256": sha256,
-           "size": size, "layout": layout if layout in ("zoo", "original") else "zoo"}
+           "size": size, "layout": layout}
     base = _record_dict(full, hub, config, spec, source_url, license_)
+    if metrics is not None:
+        base["metrics"] = metrics
     if update_registry is not None:
         _validated(full, base)  # refuse before uploading anything
     network = _network_errors()
@@ -237,6 +240,23 @@ def push(directory: str | Path, repo_id: str, *, revision: str = "main", private
         update_file(written, full, record)
         base = record.model_dump(mode="json", exclude_none=True)
     return full, base, written
+
+
+def metrics_from_eval(path: str | Path) -> dict[str, Any]:
+    """The registry ``metrics`` of a ``zoo eval --out`` JSON result (refuses partial results)."""
+    try:
+        res = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise RegistryError(f"{path}: unreadable eval result ({e})") from None
+    if res.get("partial"):
+        raise RegistryError(f"{path} is a partial (interrupted) evaluation; rerun it to the end")
+    cfg = res.get("data_config") or {}
+    size = cfg.get("input_size")
+    return {"top1": round(res["top1"], 3), "top5": round(res["top5"], 3),
+            "num_samples": res["num_samples"], "img_size": size[-1] if size else None,
+            "crop_pct": cfg.get("crop_pct"), "measured_by": f"zoo eval (zoo {res.get('zoo_version')})",
+            "date": (res.get("date") or "")[:10] or None,
+            "dataset": "/".join(Path(res.get("data", "dataset")).parts[-2:])}
 
 
 def _record_dict(full: str, hub: dict[str, Any], config: dict[str, Any], spec: Any,
