@@ -18,15 +18,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import zoo
 from tests import golden as G
 from zoo.errors import SpecError, StateDictMismatchError
 from zoo.spec import validate_spec
-
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 UPSTREAM_PARAMS = {
     "bignas_attentivenas_a0": 9064648, "bignas_attentivenas_a1": 9563336,
@@ -176,7 +174,8 @@ def test_supernet_layout_is_attentivenas_dynamic_model() -> None:
     layout = supernet_layout(zoo.get_spec("bignas_attentivenas_supernet").arch.space)
     assert layout == golden
     buffers = ("running_mean", "running_var", "num_batches_tracked")
-    assert sum(math.prod(s) for k, s in layout.items() if not k.endswith(buffers)) == SUPERNET_PARAMS
+    params = sum(math.prod(s) for k, s in layout.items() if not k.endswith(buffers))
+    assert params == SUPERNET_PARAMS
 
 
 def test_supernet_models_are_their_largest_child() -> None:
@@ -186,7 +185,8 @@ def test_supernet_models_are_their_largest_child() -> None:
     assert len(model.stages) == 7
     assert [len(s) for s in model.stages] == [max(s.depth) for s in space.stages]
     _, big = _meta("bignas_supernet")
-    assert big.resolution == 320 and big.num_features == 1408 and isinstance(big.feature_mix, torch.nn.Identity)
+    assert big.resolution == 320 and big.num_features == 1408
+    assert isinstance(big.feature_mix, torch.nn.Identity)
 
 
 # -- slicing ------------------------------------------------------------------------------------
@@ -204,8 +204,9 @@ def dynamic_forward(sd, space, sub, x):
     semantics (models/modules/dynamic_ops.py + dynamic_layers.py): weights are sliced on the fly
     from the supernet state dict, nothing of zoo's model code is used."""
     def bn(h, p, c):
-        return F.batch_norm(h, sd[f"{p}.bn.bn.running_mean"][:c], sd[f"{p}.bn.bn.running_var"][:c],
-                            sd[f"{p}.bn.bn.weight"][:c], sd[f"{p}.bn.bn.bias"][:c], False, 0.0, 1e-5)
+        b = f"{p}.bn.bn"
+        return F.batch_norm(h, sd[f"{b}.running_mean"][:c], sd[f"{b}.running_var"][:c],
+                            sd[f"{b}.weight"][:c], sd[f"{b}.bias"][:c], False, 0.0, 1e-5)
 
     act = _ACT[space.stem.act]
     c0 = sub.width[0]
@@ -379,7 +380,8 @@ def test_slicing_takes_first_channels_and_centre_kernels() -> None:
     sd = supernet_state_dict("bignas_attentivenas_supernet")
     out = zoo.convert_checkpoint("bignas_attentivenas_a0", sd)
     dw = sd["module.blocks.2.mobile_inverted_conv.depth_conv.conv.conv.weight"]  # mb2 block 0
-    assert torch.equal(out["stages.1.0.depth_conv.conv.weight"], dw[:64, :, 1:4, 1:4])  # 16*4, k3 of 5
+    # mb2 block 0: mid = 16 * 4 channels, the centre 3x3 of the 5x5 kernel
+    assert torch.equal(out["stages.1.0.depth_conv.conv.weight"], dw[:64, :, 1:4, 1:4])
     assert torch.equal(out["stem.bn.running_var"], sd["module.first_conv.bn.bn.running_var"][:16])
     assert "stages.1.3.point_linear.conv.weight" not in out  # depth 3 of up to 5
     # idempotent on its own layout
@@ -535,3 +537,66 @@ def test_calibration_errors(image_folder, tmp_path, capsys) -> None:
     assert main(["calibrate", "bignas_attentivenas_a0", "--data", str(image_folder),
                  "--out", str(tmp_path / "x")]) == 2
     assert "no weights to calibrate" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_calibrate_tag_replaces_its_converted_weights(image_folder, child_weights, tmp_path,
+                                                      monkeypatch) -> None:
+    """`zoo calibrate NAME.TAG` (no --out) calibrates the tag's locally converted weights in
+    place, so the pretrained tag then loads the calibrated standalone child."""
+    import shutil
+
+    from zoo.cli import main
+    from zoo.weights import converted_path
+
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
+    tag = "bignas_attentivenas_a0.in1k"
+    target = converted_path(tag).parent
+    shutil.copytree(child_weights, target)  # what `zoo convert TAG <supernet.pth.tar>` leaves
+    before = _bn_stats(zoo.create(tag, pretrained=True))
+    assert main(["calibrate", tag, "--data", str(image_folder), "--batches", "1",
+                 "--batch-size", "2"]) == 0
+    after = _bn_stats(zoo.create(tag, pretrained=True))
+    assert int(after["stem.bn.num_batches_tracked"]) == 1
+    assert not torch.allclose(after["stem.bn.running_mean"], before["stem.bn.running_mean"])
+
+
+def test_regularization_options_train_and_vanish_in_eval() -> None:
+    """drop_rate / drop_path_rate (zoo's fine-tuning options; upstream's dropout and drop
+    connect) act in training only, and only on identity-shortcut blocks for drop path."""
+    torch.manual_seed(0)
+    model = zoo.create("bignas_attentivenas_a0", drop_rate=0.5, drop_path_rate=0.3,
+                       resize_input=False)
+    paths = [b.drop_path for s in model.stages for b in s]
+    assert sum(not isinstance(p, torch.nn.Identity) for p in paths) == 11 - 1  # block 0: rate 0
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        model.eval()
+        assert torch.equal(model(x), model(x))
+        model.train()
+        a, b = model(x), model(x)
+    assert not torch.equal(a, b)
+
+
+@pytest.mark.slow
+def test_original_supernet_checkpoint_to_calibrated_child(image_folder, tmp_path) -> None:
+    """The released files' layout ({'state_dict': {'module.<key>': ...}} of the dynamic
+    supernet): `zoo convert` slices it to the child, and `zoo calibrate --supernet-checkpoint`
+    gives the same calibrated child as calibrating the converted folder."""
+    from zoo.cli import main
+
+    ckpt = tmp_path / "attentive_nas_pretrained.pth.tar"
+    torch.save({"state_dict": supernet_state_dict("bignas_attentivenas_supernet"), "epoch": 360},
+               ckpt)
+    name = "bignas_attentivenas_a2"
+    assert main(["convert", name, str(ckpt), "--out", str(tmp_path / "conv")]) == 0
+    common = ["--data", str(image_folder), "--batches", "1", "--batch-size", "2", "--seed", "5"]
+    assert main(["calibrate", name, "--weights", str(tmp_path / "conv"),
+                 "--out", str(tmp_path / "a"), *common]) == 0
+    assert main(["calibrate", name, "--supernet-checkpoint", str(ckpt),
+                 "--out", str(tmp_path / "b"), *common]) == 0
+    a = zoo.create(name, weights=tmp_path / "a").state_dict()
+    b = zoo.create(name, weights=tmp_path / "b").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sliced = zoo.convert_checkpoint(name, supernet_state_dict("bignas_attentivenas_supernet"))
+    assert torch.equal(a["stages.5.3.se.fc1.weight"], sliced["stages.5.3.se.fc1.weight"])

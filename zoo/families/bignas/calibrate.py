@@ -1,12 +1,12 @@
 """Batch-norm recalibration of a child network.
 
 The running BN statistics stored in a supernet were accumulated over many different children;
-they are not valid for any one child.  BigNAS (arXiv:2003.11142, Sec. 3.3, following Slimmable
-Networks, arXiv:1903.05134, Sec. 3.3 "BN calibration") and AttentiveNAS' evaluation
-(``reset_running_stats_for_calibration`` + 64 forward batches of training images) therefore
-re-estimate them for the child before evaluation: reset the running statistics, then run the
-child in BN-training mode over a few batches with a *cumulative* average (``momentum=None``),
-without gradient.  Everything else stays in eval mode.
+they are not valid for any one child.  Following the "post-statistics of batch normalization" of
+Universally Slimmable Networks (arXiv:1903.05134), BigNAS (arXiv:2003.11142) and AttentiveNAS'
+evaluation (``test_attentive_nas.py``: ``reset_running_stats_for_calibration`` + 64 forward
+batches of training images) re-estimate them for each child before evaluation: reset the running
+statistics, then run the child in BN-training mode over a few batches with a *cumulative*
+average (``momentum=None``), without gradient.  Everything else stays in eval mode.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """BigNAS-style children as standalone networks, and supernet-weight slicing.
 
-A child (BigNAS, arXiv:2003.11142, Sec. 3.1; AttentiveNAS, arXiv:2011.09011, Sec. 4) is a
+A child (BigNAS, arXiv:2003.11142, Table 1; AttentiveNAS, arXiv:2011.09011) is a
 MobileNetV3-like network: a strided 3x3 stem, stages of inverted-residual blocks (MBConv,
 MobileNetV2 Sec. 3.3) with optional squeeze-and-excitation, and a head.  Its weights are
-*slices* of the shared supernet weights (BigNAS Sec. 3.1 "channel/kernel/depth"; AttentiveNAS'
+*slices* of the shared supernet weights (BigNAS Sec. 3; AttentiveNAS'
 ``get_active_subnet``):
 
 - width: the first ``c`` output (and input) channels of every conv, BN and linear layer,
@@ -30,7 +30,7 @@ from torch import nn
 from zoo.errors import CheckpointError, StateDictMismatchError
 from zoo.model import ZooModel, linear_or_identity
 
-from .schema import Arch, SearchSpace, Subnet, make_divisible, stage_name
+from .schema import Arch, SearchSpace, Subnet, make_divisible
 
 _ACTS = {"swish": "silu", "relu": "relu", "relu6": "relu6", "hard_swish": "hard_swish"}
 SE_REDUCTION = 4
@@ -153,13 +153,14 @@ class BigNASNet(ZooModel):
         plans = plan_blocks(space, subnet)
         dpr = [arch.drop_path_rate * i / max(len(plans) - 1, 1) for i in range(len(plans))]
         self.stages = nn.Sequential(*[
-            nn.Sequential(*[MBConvBlock(p, eps, dpr[n]) for n, p in enumerate(plans) if p.stage == s])
+            nn.Sequential(*[MBConvBlock(p, eps, dpr[n])
+                            for n, p in enumerate(plans) if p.stage == s])
             for s in range(len(space.stages))])
         last = subnet.width[-2]
         head = space.head
         self.num_features = self.head_hidden_size = subnet.width[-1]
         if head.v3:
-            # AttentiveNAS' `last_conv` (MobileNetV3 Sec. 5.2 efficient last stage): expand,
+            # AttentiveNAS' `last_conv` (MobileNetV3 Sec. 5.1 efficient last stage): expand,
             # pool, then mix to `width` on the pooled vector.  Pooling happens inside it, so the
             # features are (B, width, 1, 1).
             expand = last * head.expand
@@ -207,6 +208,15 @@ class BigNASNet(ZooModel):
                 [(r"^stages\.(\d+)\.(\d+)", None), (r"^conv_head|^feature_mix", (99999,))]}
 
 
+def info(model: BigNASNet) -> dict[str, str]:
+    """Extra lines of ``zoo info``: the child's choices and the BN-calibration reminder."""
+    sub = model.subnet
+    return {"subnet": f"resolution {sub.resolution}, width {list(sub.width)}, depth "
+                      f"{list(sub.depth)}, kernel {list(sub.kernel_size)}, expand "
+                      f"{list(sub.expand_ratio)}",
+            "note": "weights sliced from a supernet need `zoo calibrate` (BN statistics)"}
+
+
 def build(spec) -> BigNASNet:
     return BigNASNet(spec.arch, num_classes=spec.data.num_classes, in_chans=spec.data.in_chans)
 
@@ -242,7 +252,8 @@ def supernet_layout(space: SearchSpace, num_classes: int = 1000,
             if st.expands:
                 conv(f"{p}.inverted_bottleneck", mid, in_max)
                 bn(f"{p}.inverted_bottleneck", mid)
-            out[f"{p}.depth_conv.conv.conv.weight"] = (mid, 1, max(st.kernel_size), max(st.kernel_size))
+            k = max(st.kernel_size)
+            out[f"{p}.depth_conv.conv.conv.weight"] = (mid, 1, k, k)
             bn(f"{p}.depth_conv", mid)
             if st.se:
                 se = make_divisible(mid // SE_REDUCTION, 8)
@@ -287,7 +298,8 @@ def check_supernet_state_dict(spec, sd: dict[str, torch.Tensor]) -> None:
         for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
                              ("wrong shapes", wrong)):
             if items:
-                shown = ", ".join(items[:6]) + (f", ... ({len(items)} in all)" if len(items) > 6 else "")
+                more = f", ... ({len(items)} in all)" if len(items) > 6 else ""
+                shown = ", ".join(items[:6]) + more
                 parts.append(f"{label}: {shown}")
         owner = spec.arch.supernet or spec.name
         raise StateDictMismatchError(
@@ -334,12 +346,14 @@ def _slice_supernet(spec, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
             take(f"{dst}.se.fc2.bias", f"{m}.depth_conv.se.fc.expand.bias", p.mid_chs)
         conv_bn(f"{dst}.point_linear", f"{m}.point_linear", p.out_chs, p.mid_chs)
         if p.in_chs != p.out_chs:
-            take(f"{dst}.shortcut.conv.weight", f"{src}.shortcut.conv.conv.weight", p.out_chs, p.in_chs)
+            take(f"{dst}.shortcut.conv.weight", f"{src}.shortcut.conv.conv.weight",
+                 p.out_chs, p.in_chs)
     last, width = subnet.width[-2], subnet.width[-1]
     if space.head.v3:
         expand = last * space.head.expand
         conv_bn("conv_head", "last_conv.final_expand_layer", expand, last)
-        take("feature_mix.conv.weight", "last_conv.feature_mix_layer.conv.conv.weight", width, expand)
+        take("feature_mix.conv.weight", "last_conv.feature_mix_layer.conv.conv.weight",
+             width, expand)
     else:
         conv_bn("conv_head", "last_conv", width, last)
     take("classifier.weight", "classifier.linear.linear.weight", spec.data.num_classes, width)

@@ -1,8 +1,8 @@
 """Architecture schema of the BigNAS family: a search space (a supernet) and a child choice.
 
 A *supernet* spec declares ``arch.space``: the elastic dimensions of a MobileNet-style network
-(BigNAS, arXiv:2003.11142, Sec. 3.1 and Table 1; AttentiveNAS, arXiv:2011.09011, Sec. 4 and
-Table 6 — the ``supernet_config`` of AttentiveNAS' ``configs/eval_attentive_nas_models.yml``):
+(BigNAS, arXiv:2003.11142, Table 1; AttentiveNAS, arXiv:2011.09011, whose space is the
+``supernet_config`` of its ``configs/eval_attentive_nas_models.yml``):
 
 - input ``resolution`` choices,
 - the stem conv's ``width`` choices,
@@ -124,8 +124,9 @@ class SearchSpace(StrictModel):
                 bad = [c for c in prev if make_divisible(c, 8) != c]
                 if bad:
                     raise ValueError(
-                        f"stage {stage_name(i)} has no expansion conv (expand_ratio {list(st.expand_ratio)}),"
-                        f" so its input widths must be multiples of 8; got {bad}")
+                        f"stage {stage_name(i)} has no expansion conv (expand_ratio "
+                        f"{list(st.expand_ratio)}), so its input widths must be multiples of 8; "
+                        f"got {bad}")
             prev = st.width
         return self
 
@@ -232,7 +233,8 @@ class Arch(ArchBase):
         except UnknownModelError as e:
             raise ValueError(f"supernet {e}") from None
         if family != "bignas":
-            raise ValueError(f"supernet {self.supernet!r} is a {family} model, not a bignas supernet")
+            raise ValueError(f"supernet {self.supernet!r} is a {family} model, not a bignas "
+                             "supernet")
         parent = catalog().spec(self.supernet).arch
         if parent.space is None:
             raise ValueError(f"supernet {self.supernet!r} is itself a child (of "
