@@ -55,7 +55,7 @@ def test_features_and_head(built) -> None:
         assert logits.shape == (BATCH, spec.data.num_classes)
         torch.testing.assert_close(logits, model(x), rtol=1e-5, atol=1e-5)
         pooled = model.forward_head(feats, pre_logits=True)
-        assert pooled.shape == (BATCH, model.num_features)
+        assert pooled.shape == (BATCH, getattr(model, "head_hidden_size", model.num_features))
 
 
 def test_reset_classifier(built) -> None:
@@ -66,9 +66,15 @@ def test_reset_classifier(built) -> None:
         model = copy.deepcopy(built_model).eval()
         model.reset_classifier(0)
         assert model.num_classes == 0
-        assert model(x).shape == (BATCH, model.num_features)
+        # timm's head_hidden_size: a conv head after pooling (MobileNet-V3) widens the features
+        pooled_dim = getattr(model, "head_hidden_size", model.num_features)
+        assert model(x).shape == (BATCH, pooled_dim)
         model.reset_classifier(0, "")
-        assert model(x).shape == feats.shape
+        out = model(x)
+        if pooled_dim == model.num_features:
+            assert out.shape == feats.shape
+        else:
+            assert out.shape == (feats.shape[0], pooled_dim, *feats.shape[2:])
         model = copy.deepcopy(built_model).eval()
         model.reset_classifier(7)
         assert model(x).shape == (BATCH, 7)

@@ -1,10 +1,11 @@
 """KAT: Kolmogorov-Arnold Transformer (Yang & Wang, ICLR 2025, arXiv 2409.10594).
 
-A ViT (Dosovitskiy et al.) whose MLP is a GR-KAN layer (paper Sec. 4.2):
+A ViT (Dosovitskiy et al.) whose MLP is a GR-KAN layer (paper Sec. 4, "Group-Rational KAN"):
 
     x -> GroupRational(identity init) -> fc1 -> GroupRational(swish/gelu init) -> fc2
 
-The group-rational (Sec. 4.1-4.2, Eq. 7-9; "Safe Padé" form of the rational) splits the C channels
+The group-rational (Sec. 4: the rational base function in its "safe Padé" form, shared per
+channel group) splits the C channels
 into G contiguous groups; every group g applies the same function
 
     F_g(x) = P(x) / Q_g(x),   P(x) = a_0 + a_1 x + ... + a_m x^m              (shared by all groups)
@@ -15,7 +16,10 @@ with m = 5, n = 4, G = 8.  This is exactly what upstream's CUDA and Triton kerne
 Upstream's pure-PyTorch fallback (``kat_1dgroup_torch.py``) instead evaluates
 ``1 + sum |b_i| x^i`` (signed powers of x) and therefore disagrees with the kernel for negative
 inputs; zoo follows the kernel, which produced the released weights.  Here the function is plain
-PyTorch (Horner's scheme, autograd for the backward), so it runs on any device.
+PyTorch (Horner's scheme, autograd for the backward), so it runs on any device; its gradients are
+the kernel's, including d|b|/db = copysign(1, b) at b = 0 (the identity-initialized first
+rational starts there).  At exactly x = 0 autograd's d|x|/dx is 0 where the kernel uses +1, which
+only changes the input gradient of exact zeros.
 
 The module tree and state-dict keys are upstream's (``KATVisionTransformer``), so its
 checkpoints load after stripping a DataParallel ``module.`` prefix.
@@ -38,7 +42,8 @@ from .schema import Arch
 
 NORM_EPS = 1e-6  # upstream's norm_layer: partial(nn.LayerNorm, eps=1e-6)
 
-# Initial coefficients (a_0..a_5), (b_1..b_4) of the rationals, paper Sec. 4.3: least-squares fits of
+# Initial coefficients (a_0..a_5), (b_1..b_4) of the rationals (paper Sec. 4, variance-preserving
+# initialization): least-squares fits of
 # each function on [-3, 3], as published in upstream's kat_rational/init.json.  They matter only for
 # training from scratch; pretrained weights overwrite them.
 RATIONAL_INIT: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -75,7 +80,10 @@ def group_rational(x: Tensor, numerator: Tensor, denominator: Tensor, num_groups
         x = x.float()
     xg = x.unflatten(-1, (num_groups, channels // num_groups))  # (..., G, C/G)
     a = numerator.to(x.dtype).expand(num_groups, -1)             # (G, m + 1)
-    b = denominator.to(x.dtype).abs()                            # (G, n)
+    b = denominator.to(x.dtype)                                  # (G, n)
+    # |b| whose gradient is copysign(1, b) as in the kernel: also 1 at b = +0, so the denominators
+    # of identity-initialized rationals (b = 0) train; torch.abs would give them zero gradient.
+    b = b * torch.where(torch.signbit(b), -1.0, 1.0).to(b.dtype)
     p = a[:, -1:]
     for i in range(a.shape[1] - 2, -1, -1):                      # Horner: a_m x^m + ... + a_0
         p = p * xg + a[:, i:i + 1]
@@ -88,7 +96,7 @@ def group_rational(x: Tensor, numerator: Tensor, denominator: Tensor, num_groups
 
 
 class GroupRational(nn.Module):
-    """Learnable group-rational activation (paper Sec. 4.2; upstream ``KAT_Group``).
+    """Learnable group-rational activation (paper Sec. 4, GR-KAN; upstream ``KAT_Group``).
 
     Parameters ``weight_numerator`` (1, m + 1), shared by all groups, and
     ``weight_denominator`` (G, n), one row per group.
@@ -120,8 +128,8 @@ class GroupRational(nn.Module):
 
 
 class GRKAN(nn.Module):
-    """Group-Rational KAN layer (paper Sec. 4.2): ``act1 -> fc1 -> act2 -> fc2`` with dropouts,
-    where act1 starts as the identity and act2 as ``act_init`` (Sec. 4.3).
+    """Group-Rational KAN layer (paper Sec. 4): ``act1 -> fc1 -> act2 -> fc2`` with dropouts,
+    where act1 starts as the identity and act2 as ``act_init`` (variance-preserving init).
 
     Takes timm's ``Block`` MLP arguments, so it plugs in as ``mlp_layer``; ``act_layer`` and
     ``norm_layer`` must be None (the activations are the rationals, there is no hidden norm).
@@ -152,7 +160,8 @@ class GRKAN(nn.Module):
 
 
 class KAT(ZooModel):
-    """Kolmogorov-Arnold Transformer: ViT with GR-KAN channel mixers (paper Sec. 5, Table 1-3)."""
+    """Kolmogorov-Arnold Transformer: ViT with GR-KAN channel mixers (paper Sec. 4; KAT-T/S/B are
+    ViT-Ti/S/B with every MLP replaced, ImageNet-1k results in Sec. 5)."""
 
     def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3,
                  img_size: tuple[int, int] = (224, 224)) -> None:

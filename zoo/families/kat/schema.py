@@ -1,12 +1,12 @@
-"""KAT's architecture fields (paper Sec. 4-5; upstream ``katransformer.py``).
+"""KAT's architecture fields (paper Sec. 4; upstream ``katransformer.py``).
 
 A KAT is a plain ViT (patch embedding, class token, learned positional embedding, pre-norm
 transformer blocks, final LayerNorm, linear head on the class token) whose MLP is replaced by a
-GR-KAN (Sec. 4.2): ``rational -> fc1 -> rational -> fc2``.  Each rational is a *group-rational*
+GR-KAN: ``rational -> fc1 -> rational -> fc2``.  Each rational is a *group-rational*
 function: the channels are split into ``rational_groups`` contiguous groups; all groups share
 one numerator polynomial of order ``numerator_order`` and every group has its own denominator of
-order ``denominator_order`` (Eq. 7-9).  The first rational is initialized to the identity, the
-second to ``act_init`` (Sec. 4.3, variance-preserving initialization).
+order ``denominator_order``.  The first rational is initialized to the identity, the second to
+``act_init`` (the paper's variance-preserving initialization).
 """
 from __future__ import annotations
 

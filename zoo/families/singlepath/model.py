@@ -1,12 +1,13 @@
 """Single-Path NAS (arXiv 1904.02877): the searched ConvNet, built by timm's EfficientNet
 builder from the architecture strings of the spec.
 
-The network (paper Sec. 3.1 and Fig. 4) is a MobileNetV2-style stack: a 3x3 stride-2 stem, one
-depthwise-separable block, then mobile inverted-bottleneck (MBConv) blocks whose kernel size
-(3 or 5) and expansion ratio (3 or 6) were chosen per layer by the single-path search (Sec. 3.2,
-the "superkernel"), a 1x1 head conv to 1280 channels, global average pooling and a linear
-classifier.  :class:`SinglePathNAS` *is* a timm ``EfficientNet`` (same modules and state-dict
-keys as timm's ``spnasnet_100``, so timm's checkpoints load as they are) and a zoo model.
+The network (the paper's searched ConvNet for the Pixel 1) is a MobileNetV2-style stack: a 3x3
+stride-2 stem, one depthwise-separable block, then mobile inverted-bottleneck (MBConv) blocks
+whose kernel size (3 or 5) and expansion ratio (3 or 6) the single-path search chose per layer
+(paper Sec. 3: one "superkernel" per layer encodes all candidate kernels), a 1x1 head conv to
+1280 channels, global average pooling and a linear classifier.  :class:`SinglePathNAS` *is* a
+timm ``EfficientNet`` (same modules and state-dict keys as timm's ``spnasnet_100``, so timm's
+checkpoints load as they are) and a zoo model.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Single-Path NAS architecture fields: the searched MobileNetV2-style network (paper Sec. 3,
-Fig. 4), written as data in timm's EfficientNet architecture-definition strings, one list per
-stage, e.g. ``ir_r3_k3_s2_e3_c24`` = 3 inverted-residual (MBConv) blocks, kernel 3x3, first
-stride 2, expansion 3, 24 output channels (``noskip``: no residual; ``ds``: depthwise-separable).
+"""Single-Path NAS architecture fields: the searched MobileNetV2-style network (paper Sec. 3 and
+the figure of the found architecture), written as data in timm's EfficientNet
+architecture-definition strings, one list per stage, e.g. ``ir_r3_k3_s2_e3_c24`` = 3
+inverted-residual (MBConv) blocks, kernel 3x3, first stride 2, expansion 3, 24 output channels
+(``noskip``: no residual; ``ds``: depthwise-separable).
 
 The strings are checked here without importing timm; timm's ``decode_arch_def`` decodes them.
 """
@@ -24,7 +25,8 @@ _REQUIRED = ("r", "k", "s", "c")
 def check_block_string(text: str) -> str:
     parts = text.split("_")
     if parts[0] not in BLOCK_TYPES:
-        raise ValueError(f"block {text!r}: type {parts[0]!r} is not one of {', '.join(BLOCK_TYPES)}")
+        raise ValueError(f"block {text!r}: type {parts[0]!r} is not one of "
+                         f"{', '.join(BLOCK_TYPES)}")
     bad = [p for p in parts[1:] if not _OPTION.match(p)]
     if bad:
         raise ValueError(f"block {text!r}: unknown option(s) {bad}")
