@@ -24,7 +24,6 @@ GOLDEN = ROOT / "tests" / "golden"
 VARIANTS = ["sret_t", "sret_lt", "sret_s", "sret_t_wo_slice", "sret_lt_wo_slice",
             "sret_s_wo_slice", "sret_t_wo_slice_384", "sret_s_wo_slice_384",
             "sret_s_wo_slice_512"]
-SLICED = ["sret_t", "sret_lt", "sret_s"]
 
 
 def _golden(name: str) -> dict:
@@ -86,7 +85,7 @@ def test_macs_match_readme(name: str) -> None:
 
 def test_slicing_only_saves_attention_macs() -> None:
     """Slicing into g groups divides the two attention matmuls of an application (q k^T and
-    attn v, 2 N^2 C MACs over all heads) by g and changes nothing else (paper Sec. 3.4): the MACs
+    attn v, 2 N^2 C MACs over all heads) by g and changes nothing else (sliced group self-attention): the MACs
     saved against the unsliced twin are exactly sum over applications of 2 N^2 C (1 - 1/g)."""
     for sliced, full in (("sret_t", "sret_t_wo_slice"), ("sret_s", "sret_s_wo_slice")):
         spec = zoo.get_spec(sliced)
@@ -119,25 +118,23 @@ def test_shared_blocks_are_held_once(name: str) -> None:
     assert len(ids) == len(set(ids)) == len(list(model.named_parameters()))
 
 
-def test_schedule_and_recursive_flags_follow_upstream() -> None:
+def test_schedule_and_recursive_flags_follow_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
     """Upstream's flat layer list per stage is [B0, NLL0, B0, NLL1, B1, NLL2, ...] and layer ``i``
     is the recursive one when ``(i + 2) % 4 == 0``; groups1 applies to the other block layers."""
-    spec = zoo.get_spec("sret_s")
-    model = build_model(spec.with_overrides(token_permutation="seeded")).eval()
+    spec = zoo.get_spec("sret_t")
+    model = _loaded("sret_t", token_permutation="seeded")
     calls: list[tuple[int, int, int, bool]] = []
-    owner = {id(b.attn): (s, i) for s, st in enumerate(model.stages) for i, b in enumerate(st.blocks)}
+    owner = {id(b.attn): (s, i) for s, st in enumerate(model.stages)
+             for i, b in enumerate(st.blocks)}
     original = GroupAttention.forward
 
     def spy(self, x, num_groups=1, permute=False, perm_source=None):
         calls.append((*owner[id(self)], num_groups, permute))
         return original(self, x, num_groups, permute, perm_source)
 
-    GroupAttention.forward = spy
-    try:
-        with torch.no_grad():
-            model(_x("sret_s"))
-    finally:
-        GroupAttention.forward = original
+    monkeypatch.setattr(GroupAttention, "forward", spy)
+    with torch.no_grad():
+        model(_x("sret_t"))
     expected = []
     for s, cfg in enumerate(spec.arch.stages):
         layers = 2 * cfg.unique_blocks * cfg.applications
@@ -371,6 +368,36 @@ def test_convert_script_refuses_unsafe_pickles(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "o").exists()
 
 
+def test_original_layout_on_the_hub_converts_on_load(publish) -> None:
+    """A Hub file in upstream's layout (both copies of every shared tensor, as separate tensors:
+    safetensors cannot alias) downloads, converts and reproduces the golden logits."""
+    g = _golden("sret_t")
+    publish("sret_t.hub_original", {k: v.clone() for k, v in G.fill_state_dict(g).items()},
+            layout="original")
+    model = zoo.create("sret_t.hub_original", pretrained=True)
+    assert len(model.state_dict()) == len(g["state_dict"]) - len(g["aliases"])
+    G.assert_matches(g, G.run(g, model))
+
+
+def test_registry_records_the_readme_checkpoints() -> None:
+    from zoo.registry import registry
+
+    records = {t: r for t, r in registry().records.items() if t.startswith("sret")}
+    assert {t.split(".")[0] for t in records} == set(VARIANTS)
+    assert {t.split(".")[1] for t in records} == {"in1k", "in1k_dist"}
+    urls = [r.source.url for r in records.values()]
+    assert len(set(urls)) == len(urls)
+    for tag, rec in records.items():
+        assert re.fullmatch(r"https://drive\.google\.com/file/d/[\w-]{25,}", rec.source.url), tag
+        assert not rec.pretrained and rec.source.sha256 is None  # convertible, never invented
+        spec = zoo.get_spec(tag.split(".")[0])
+        assert rec.metrics.img_size == spec.data.input_size[1]
+    for name in VARIANTS:  # the spec's top-1 is the README row of the plain (or the only) weights
+        top1 = zoo.get_spec(name).reported.top1
+        plain, dist = records.get(f"{name}.in1k"), records.get(f"{name}.in1k_dist")
+        assert (plain or dist).metrics.top1 == top1
+
+
 # -- timm ---------------------------------------------------------------------------------------------
 
 def test_timm_create_model_sret_s() -> None:
@@ -388,7 +415,7 @@ def test_timm_create_model_sret_s() -> None:
         model.reset_classifier(0, "")
         torch.testing.assert_close(model(x), feats)
         model.reset_classifier(10, "avg")
-        assert model(x).shape == (1, 10)
+        assert model.forward_head(feats).shape == (1, 10) and model.num_classes == 10
     with pytest.raises(ValueError, match="global_pool"):
         model.reset_classifier(10, "max")
     assert timm.data.resolve_data_config(model=model)["input_size"] == (3, 224, 224)

@@ -48,8 +48,8 @@ class PermutationSource:
 
 
 class LearnableCoefficient(nn.Module):
-    """A learnable scalar (initialized to 1) scaling a residual path: the learnable residual
-    connection (LRC) of paper Sec. 3.3, which replaces the fixed ``x + f(x)``."""
+    """A learnable scalar (initialized to 1) scaling one path of a residual sum: the paper's
+    learnable residual connection (LRC), which replaces the fixed ``x + f(x)``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -61,7 +61,8 @@ class LearnableCoefficient(nn.Module):
 
 class GroupAttention(nn.Module):
     """Multi-head self-attention within ``num_groups`` contiguous slices of the token sequence
-    (sliced group self-attention, paper Sec. 3.4, Fig. 4).
+    (the paper's sliced group self-attention, which approximates global MHSA; README figure
+    imgs/slice.png).
 
     With ``permute=True`` (a block's recursive application) the tokens are randomly permuted
     first and restored after the attention, so the slices of the recursive pass mix tokens from
@@ -107,7 +108,7 @@ class GroupAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm transformer block with learnable residual coefficients (paper Sec. 3.3):
+    """Pre-norm transformer block with the paper's learnable residual connection (LRC):
     ``x = a1 * x + a2 * attn(norm1(x)); x = a3 * x + a4 * mlp(norm2(x))``.  Its weights are
     shared by all applications of the block within a stage."""
 
@@ -134,7 +135,7 @@ class TransformerBlock(nn.Module):
 
 
 class NonLinearProjection(nn.Module):
-    """Non-linear projection layer (NLL, paper Sec. 3.2): an unshared pre-norm MLP with learnable
+    """The paper's non-linear projection layer (NLL): an unshared pre-norm MLP with learnable
     residual coefficients after every block application, ``x = c1 * x + c2 * mlp(norm(x))``.
     It keeps consecutive applications of a shared block from collapsing into one another."""
 
@@ -151,7 +152,7 @@ class NonLinearProjection(nn.Module):
 
 class ConvPool(nn.Module):
     """Between stages: a stride-2 3x3 conv grouped by input channel that widens the tokens
-    (PiT's ``conv_head_pooling``, which SReT adopts; paper Table 1)."""
+    (PiT's ``conv_head_pooling``, which SReT's code adopts)."""
 
     def __init__(self, in_dim: int, out_dim: int) -> None:
         super().__init__()
@@ -163,7 +164,7 @@ class ConvPool(nn.Module):
 
 class ConvStem(nn.Module):
     """Patch embedding: three stride-2 3x3 conv-BN-ReLU layers (width/2, width, width), i.e. a
-    stride-8 token grid (paper Sec. 3.1 / Table 1, upstream ``conv_embedding``)."""
+    stride-8 token grid (upstream ``conv_embedding``)."""
 
     def __init__(self, in_chans: int, dim: int) -> None:
         super().__init__()
@@ -181,7 +182,8 @@ class ConvStem(nn.Module):
 
 
 class SReTStage(nn.Module):
-    """[pool ->] recursive transformer stage (paper Sec. 3.2, Fig. 2).
+    """[pool ->] recursive transformer stage (the paper's recursive operation; README
+    figure imgs/recursion.png).
 
     Holds ``unique_blocks`` shared :class:`TransformerBlock`s once and ``unique_blocks *
     applications`` unshared :class:`NonLinearProjection`s; :meth:`schedule` gives the order they
@@ -340,7 +342,7 @@ def build(spec) -> SReT:
                 img_size=tuple(spec.data.input_size[1:]), name=spec.name)
 
 
-# -- conversion -------------------------------------------------------------------------------------
+# -- conversion ----------------------------------------------------------------------------------
 _BLOCK_RENAMES = {"coefficient1.bias": "coef_skip1.weight", "coefficient2.bias": "coef_attn.weight",
                   "coefficient3.bias": "coef_skip2.weight", "coefficient4.bias": "coef_mlp.weight"}
 _NLL_RENAMES = {"coefficient1.bias": "coef_skip.weight", "coefficient2.bias": "coef_mlp.weight"}

@@ -1,15 +1,16 @@
-"""SReT's architecture fields (paper Sec. 3; upstream ``SReT.py`` / ``SReT_wo_slice.py``).
+"""SReT's architecture fields (arXiv:2111.05297; upstream ``SReT.py`` / ``SReT_wo_slice.py``).
 
-A model is a convolutional stem (three stride-2 3x3 conv-BN-ReLU, Sec. 3.1 / Table 1) plus a
-learnable positional embedding on the stride-8 token grid, then stages of *recursive* transformer
-blocks (Sec. 3.2): each stage holds ``unique_blocks`` transformer blocks whose weights are shared
-across depth, every one applied ``applications`` times in a row, and after every application one
-*unshared* non-linear projection layer (NLL).  A stage therefore runs
+A model is a convolutional stem (three stride-2 3x3 conv-BN-ReLU) plus a learnable positional
+embedding on the stride-8 token grid, then stages of *recursive* transformer blocks (the paper's
+recursive operation): each stage holds ``unique_blocks`` transformer blocks whose weights are
+shared across depth, every one applied ``applications`` times in a row, and after every
+application one *unshared* non-linear projection layer (NLL).  A stage therefore runs
 ``unique_blocks * applications`` block applications and holds as many NLLs.  Blocks and NLLs use
-learnable residual coefficients.  In the sliced models (Sec. 3.4) self-attention runs within
-contiguous groups of the raster token order: ``groups`` slices on a block's first application,
-``recursive_groups`` slices on its recursive applications, where the tokens are randomly permuted
-first.  Between stages a depthwise-grouped stride-2 conv pools the token grid (PiT-style).
+learnable residual coefficients.  In the sliced models (the paper's sliced group self-attention)
+self-attention runs within contiguous groups of the raster token order: ``groups`` slices on a
+block's first application, ``recursive_groups`` slices on its recursive applications, where the
+tokens are randomly permuted first.  Between stages a stride-2 conv grouped by input channel pools
+the token grid (PiT-style).
 
 The sharing is declared here, not hidden in code: the model holds each shared block once.
 """
