@@ -50,8 +50,15 @@ def build_model(spec: SpecBase, *, meta: bool = False) -> nn.Module:
             model = family.build(spec)
     else:
         model = family.build(spec)
-    model.pretrained_cfg = pretrained_cfg(spec)
+    _set_cfg(model, spec)
     return model
+
+
+def _set_cfg(model: nn.Module, spec: SpecBase, tag: str | None = None) -> None:
+    cfg = pretrained_cfg(spec, tag)
+    if getattr(model, "dynamic_img_size", False):  # e.g. pos-embed interpolation asked for
+        cfg["fixed_input_size"] = False
+    model.pretrained_cfg = cfg
 
 
 def pretrained_cfg(spec: SpecBase, tag: str | None = None) -> dict[str, Any]:
@@ -178,14 +185,14 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
         spec = spec.with_overrides(num_classes=want_classes, in_chans=want_chans, **overrides)
     if source is None:
         model = build_model(spec)
-        model.pretrained_cfg = pretrained_cfg(spec, tag)
+        _set_cfg(model, spec, tag)
     elif source.layout == "packed":
         if want_classes != weights_spec.data.num_classes or want_chans != weights_spec.data.in_chans:
             raise StateDictMismatchError("packed (deployable) weights cannot be adapted to a new "
                                          "num_classes/in_chans; load the latent weights instead")
         state_dict, _ = source.read()
         model = get_family(spec.family).model.load_packed(spec, state_dict)  # type: ignore[attr-defined]
-        model.pretrained_cfg = pretrained_cfg(spec, source.tag)
+        _set_cfg(model, spec, source.tag)
     else:
         state_dict = adapt_state_dict(weights_spec, source.load(weights_spec),
                                       num_classes=want_classes, in_chans=want_chans)
@@ -197,7 +204,7 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
                 if any(k == c or k.startswith(c + ".") for c in spec.data.classifiers):
                     state_dict[k] = own[k]
         load_into(model, state_dict, source.describe())
-        model.pretrained_cfg = pretrained_cfg(spec, source.tag)
+        _set_cfg(model, spec, source.tag)
     if device is not None or dtype is not None:
         model = model.to(device=device, dtype=dtype)
     return model.eval() if source is not None else model

@@ -419,3 +419,9 @@ def test_timm_create_model_sret_s() -> None:
     with pytest.raises(ValueError, match="global_pool"):
         model.reset_classifier(10, "max")
     assert timm.data.resolve_data_config(model=model)["input_size"] == (3, 224, 224)
+
+
+def test_dynamic_img_size_is_reflected_in_pretrained_cfg() -> None:
+    assert zoo.create("sret_t_wo_slice").pretrained_cfg["fixed_input_size"] is True
+    model = zoo.create("sret_t_wo_slice", dynamic_img_size=True)
+    assert model.pretrained_cfg["fixed_input_size"] is False
