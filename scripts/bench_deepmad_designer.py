@@ -10,12 +10,17 @@ structure's (same score, same exact MACs and params definitions).
 """
 from __future__ import annotations
 
-import argparse
-import time
+import os
 
-import zoo
-from zoo.families.deepmad import scores
-from zoo.families.deepmad.designer import design
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # the solver's LAPACK calls are tiny: one thread is fastest
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import zoo  # noqa: E402
+from zoo.families.deepmad import scores  # noqa: E402
+from zoo.families.deepmad.designer import design  # noqa: E402
 
 # budgets of TinyNAS's configs/classification/deepmad_*.py (flops, model_size, efficient_score)
 BUDGETS = {
@@ -59,9 +64,10 @@ def main() -> None:
                   f"{'/'.join(f'{s:+.3f}' for s in slack):>22} "
                   f"{'' if sec is None else f'{sec:7.1f}'}")
         gain = d.evaluation.score - pub.score
+        shape = ", ".join(f"{sb.out_chs}/{sb.btn_chs}/k{sb.kernel_size}/L{sb.depth}"
+                          for sb in d.arch.stages)
         print(f"{'':16} {'gain':9} {gain:+9.2f}  ({'meets or beats' if gain >= 0 else 'BELOW'} "
-              f"the published score)  structure: " + ", ".join(
-                  f"{sb.out_chs}/{sb.btn_chs}/k{sb.kernel_size}/L{sb.depth}" for sb in d.arch.stages))
+              f"the published score)  stem {d.arch.stem.out_chs}, out/btn/k/L: {shape}")
         print(flush=True)
 
 

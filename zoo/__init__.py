@@ -37,6 +37,14 @@ __all__ = [*_LAZY, "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
+        # a family's public API module: zoo.<family> -> zoo/families/<family>/api.py
+        from zoo.families import family_names, get_family
+
+        if name in family_names():
+            api = get_family(name).module("api")
+            if api is not None:
+                globals()[name] = api
+                return api
         raise AttributeError(f"module 'zoo' has no attribute {name!r}")
     module = _LAZY[name]
     if module is None:

@@ -23,10 +23,16 @@ def _ints(text: str) -> list[int]:
     try:
         return [int(p) for p in text.split(",") if p]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
 
 
 def cmd_design_deepmad(args: argparse.Namespace) -> int:
+    import os
+
+    if "numpy" not in sys.modules:  # one BLAS thread: the solver's LAPACK calls are tiny
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
     from zoo import yamlio
 
     from .designer import design
@@ -71,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--macs", type=float, required=True,
                    help="MACs budget, classifier included (what count_macs measures)")
     p.add_argument("--params", type=float, required=True, help="params budget w/o classifier")
-    p.add_argument("--rho", type=float, default=0.5, help="rho0, effectiveness bound (Eq. 7)")
+    p.add_argument("--rho", type=float, default=0.5, help="rho0, bound on the effectiveness")
     p.add_argument("--block", choices=("k1dwsek1", "k1kxk1"), default="k1dwsek1")
     p.add_argument("--stages", type=int, default=5, help="number of super-blocks")
     p.add_argument("--strides", type=_ints, default=None, help="e.g. 2,2,2,2,1")

@@ -1,28 +1,33 @@
-"""The DeepMAD designer: budgets in, a buildable spec out (paper Sec. 4, Eq. 8).
+"""The DeepMAD designer: budgets in, a buildable spec out (the paper's MP problem).
 
 DeepMAD designs a CNN by solving a mathematical program over its structural parameters:
 
-    maximize   sum_i w_i H_i  -  10 * exp(std(L))                (entropy, Eq. 6; depth penalty)
-    subject to MACs <= budget, params <= budget, rho <= rho0     (Eq. 7), [layers <= budget]
+    maximize   sum_i w_i H_i - 10 * exp(std(L))       (multi-scale entropy, depth penalty)
+    subject to MACs <= budget, params <= budget, rho <= rho0, [layers <= budget]
 
 over, per super-block j: width c_j, bottleneck b_j, kernel k_j, depth L_j (and the stem width).
 TinyNAS solves it by 500,000 random mutations over 64 processes.  Here it is solved as the
-small mixed-integer nonlinear program it is (NLP-based branch and bound on the integer
-skeleton, then exact rounding):
+small mixed-integer nonlinear program it is (NLP-based branching on the integer skeleton,
+then exact rounding):
 
-1. *Relaxation.*  Widths and kernels in log space, depths real: the entropy is then a
-   quadratic function, MACs and params are posynomials (convex in log space) and the rho
-   constraint ``log D_i - 2 S_i / D_i <= log rho0`` is smooth.  SLSQP (scipy) from several
-   starts gives the relaxed optimum and its (L, k).
+0. *Feasibility.*  The least rho reachable within the MACs / params / layer budgets (a
+   relaxed NLP) decides at once whether rho0 can be met; if not, the error says which budget.
+1. *Relaxation.*  Widths and kernels in log space, depths real: MACs and params are then
+   posynomials (convex in log space), the rho constraint ``log D_i - 2 S_i / D_i <= log rho0``
+   is smooth and the entropy is a quadratic form.  SLSQP (scipy; gradients by batched
+   forward differences) from several starts gives the relaxed optimum and its (L, k).
 2. *Skeleton branching.*  Every depth vector and kernel vector whose entries are the floor or
-   ceiling of the relaxed ones (and +-1 around them on request) is a branch; each branch's
-   width NLP is solved (warm-started), which bounds what rounding can reach.
-3. *Rounding with bounds.*  Branches are visited best bound first; in each, all 2^m
-   floor/ceil roundings of the m widths to the channel grid are scored exactly and at once
-   (vectorized), and the best feasible one is kept; a branch whose bound is below the best
-   integer score found is pruned.
-4. *Polish.*  A first-improvement integer local search (one width or bottleneck +-step, one
-   depth +-1 with a compensating width change, one kernel step) until no move improves.
+   ceiling of the relaxed ones (``neighbourhood`` widens this) is a branch; each branch's
+   width NLP is solved warm-started.  Its value bounds what rounding can reach in that branch
+   up to the NLP's local optimality (the entropy is not concave, so this is a well-founded
+   heuristic bound, not a certificate).
+3. *Rounding.*  Branches are visited best bound first; in each, all floor/ceil roundings of
+   the widths to the channel grid are scored exactly at once (vectorized); if none fits, the
+   least-violating one is repaired by integer descent on the violation, and the NLP is re-solved
+   with budgets tightened by 0.5-5% to leave room for the grid.  Branches whose bound is below
+   the best integer score are pruned.
+4. *Polish.*  Steepest-ascent integer local search (one width / bottleneck +-step, one depth
+   +-1 with a compensating width change, one kernel step, the stem) until no move improves.
 
 Scores and costs are those of :mod:`.scores` (the result is checked against it).  Budgets:
 ``macs`` counts what ``zoo.measure.count_macs`` counts (classifier included), ``params``
@@ -30,17 +35,18 @@ excludes the classifier.  No torch is imported; scipy is needed (``pip install s
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from zoo.errors import ZooError
 
-from .schema import Arch, se_channels
+from .schema import Arch
 from .scores import DEPTH_PENALTY, STAGE_WEIGHTS, Evaluation, evaluate
 
 PAPER = {"title": "DeepMAD: Mathematical Architecture Design for Deep Convolutional Neural Network",
@@ -215,8 +221,10 @@ class _Relaxation:
     """x = [log c0, log c (n), log b (n), log k (n), L (n)]; fixed entries are dropped."""
 
     def __init__(self, sp: Space, g: _Geometry, fixed_k: np.ndarray | None = None,
-                 fixed_L: np.ndarray | None = None) -> None:
+                 fixed_L: np.ndarray | None = None, min_rho: bool = False) -> None:
         self.sp, self.g, self.fixed_k, self.fixed_L = sp, g, fixed_k, fixed_L
+        # min_rho: minimize (a smooth max of) log rho under the other constraints instead
+        self.min_rho = min_rho
         n = sp.n
         lo_w, hi_w = math.log(sp.width[0]), math.log(sp.width[1])
         bounds = [(math.log(sp.stem_chs[0]), math.log(sp.stem_chs[1]))] + [(lo_w, hi_w)] * n
@@ -245,12 +253,18 @@ class _Relaxation:
         """Objective (B,) and constraint values (B, m) (feasible where >= 0) of a batch."""
         sp, n = self.sp, self.sp.n
         t = _terms(sp, self.g, self.point(X), exact=False)
-        cons = [-np.log(t["macs"] / sp.macs)[:, None], -np.log(t["params"] / sp.params)[:, None],
-                math.log(sp.rho) - t["log_rho"]]
+        cons = [-np.log(t["macs"] / sp.macs)[:, None], -np.log(t["params"] / sp.params)[:, None]]
+        if not self.min_rho:
+            cons.append(math.log(sp.rho) - t["log_rho"])
         if sp.max_layers is not None:
             cons.append(((sp.max_layers - t["layers"]) / sp.max_layers)[:, None])
         ratio = X[:, 1 + n:1 + 2 * n] - X[:, 1:1 + n]
         cons += [ratio - math.log(sp.btn_ratio[0]), math.log(sp.btn_ratio[1]) - ratio]
+        if self.min_rho:
+            z = 50.0 * t["log_rho"]
+            zmax = z.max(-1, keepdims=True)
+            f = (zmax[:, 0] + np.log(np.exp(z - zmax).sum(-1))) / 50.0
+            return f, np.concatenate(cons, axis=1)
         return -t["score"] / 1000.0, np.concatenate(cons, axis=1)
 
     def _eval(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
@@ -291,7 +305,7 @@ class _Relaxation:
                        options={"maxiter": 150, "ftol": 1e-10})
         x = res.x
         ok = bool(np.all(self.constraints(x) >= -1e-6))
-        return x, -self.objective(x) * 1000.0, ok
+        return x, -self.objective(x) * (1.0 if self.min_rho else 1000.0), ok
 
 
 def _starts(sp: Space, with_k: bool, with_L: bool) -> list[np.ndarray]:
@@ -328,8 +342,9 @@ def _round_widths(sp: Space, g: _Geometry, x_c0: float, x_c: np.ndarray, x_b: np
     opts += list(_grid_pair(x_c, st, wlo, whi))
     opts += list(_grid_pair(x_b, st, st, int(whi * sp.btn_ratio[1])))
     combos = np.array(list(itertools.product(*[np.unique(o) for o in opts])), dtype=float)
-    p = _Point(combos[:, 0], combos[:, 1:1 + n], combos[:, 1 + n:], np.broadcast_to(k, (len(combos), n)),
-               np.broadcast_to(L, (len(combos), n)))
+    rows = (len(combos), n)
+    p = _Point(combos[:, 0], combos[:, 1:1 + n], combos[:, 1 + n:], np.broadcast_to(k, rows),
+               np.broadcast_to(L, rows))
     excess = _excess(sp, g, p)
     i = int(np.argmin(excess))
     q = _Point(p.c0[i], p.c[i].copy(), p.b[i].copy(), p.k[i].copy(), p.L[i].copy())
@@ -497,11 +512,30 @@ def _smallest(sp: Space, g: _Geometry) -> dict[str, float]:
     w = max(_grid_lo(sp.width[0], st), st)
     b = max(_grid_lo(int(math.ceil(w * sp.btn_ratio[0])), st), st)
     p = _Point(np.array(float(_grid_lo(sp.stem_chs[0], st))), np.full(sp.n, float(w)),
-               np.full(sp.n, float(b)), np.array([min(k) for k in sp.kernels], float), np.ones(sp.n))
+               np.full(sp.n, float(b)), np.array([min(k) for k in sp.kernels], float),
+               np.ones(sp.n))
     t = _terms(sp, g, p, exact=True)
     return {"macs": float(t["macs"]), "params": float(t["params"]), "layers": float(t["layers"])}
 
 
+def _single_blas_thread(fn: Callable[..., Design]) -> Callable[..., Design]:
+    """Run ``fn`` with BLAS limited to one thread when ``threadpoolctl`` is installed
+    (``zoo[design]``): the solver makes many tiny LAPACK calls, which multi-threaded BLAS only
+    slows down (3-4x on a loaded 2-core machine).  Without it, set ``OPENBLAS_NUM_THREADS=1``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Design:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return fn(*args, **kwargs)
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_single_blas_thread
 def design(*, macs: float, params: float, rho: float = 0.5, block: str = "k1dwsek1",
            num_stages: int = 5, strides: Sequence[int] | None = None, resolution: int = 224,
            max_layers: int | None = None, stem_chs: int | tuple[int, int] = (16, 64),
@@ -518,7 +552,7 @@ def design(*, macs: float, params: float, rho: float = 0.5, block: str = "k1dwse
         macs: MACs budget of one forward pass at ``resolution``, classifier included (what
             ``zoo.measure.count_macs`` reports).
         params: parameter budget without the classifier.
-        rho: rho0, the bound on the effectiveness (paper Eq. 7; 0.5 for the 29M-89M models,
+        rho: rho0, the bound on the effectiveness rho (0.5 for the 29M-89M models,
             0.3 for R18-R50).
         block: ``"k1dwsek1"`` (MobileNet-like with SE) or ``"k1kxk1"`` (ResNet-like).
         num_stages: number of super-blocks; ``strides`` defaults to 2 for the first four.
@@ -579,7 +613,8 @@ def design(*, macs: float, params: float, rho: float = 0.5, block: str = "k1dwse
         if smallest[key] > budget:
             raise DesignError(
                 f"{label} budget {budget:.4g} cannot be met: the smallest {block} network of this "
-                f"space (widths {sp.width[0]}, depth 1 everywhere) already needs {smallest[key]:.4g}")
+                f"space (widths {sp.width[0]}, depth 1 everywhere) already needs "
+                f"{smallest[key]:.4g}")
     if max_layers is not None and smallest["layers"] > max_layers:
         raise DesignError(f"layer budget {max_layers} cannot be met: {sp.n} super-blocks need at "
                           f"least {int(smallest['layers'])} conv layers")
@@ -588,6 +623,11 @@ def design(*, macs: float, params: float, rho: float = 0.5, block: str = "k1dwse
     except ImportError:
         raise ImportError("zoo's DeepMAD designer needs scipy: pip install scipy "
                           "(or zoo[design])") from None
+
+    # 0. feasibility: the least rho reachable within the other budgets
+    reach = _min_rho(sp, g)
+    if not reach <= sp.rho * (1 + 1e-6):
+        raise DesignError(_why_infeasible(sp, g, reach))
 
     # 1. relaxation over everything
     relax = _Relaxation(sp, g)
@@ -639,11 +679,26 @@ def design(*, macs: float, params: float, rho: float = 0.5, block: str = "k1dwse
         if best is not None and val <= best[0]:
             pruned += 1
             continue
-        got = _round_widths(sp, g, math.exp(x[0]), np.exp(x[1:1 + n]), np.exp(x[1 + n:1 + 2 * n]), k, L)
+        got = _round_widths(sp, g, math.exp(x[0]), np.exp(x[1:1 + n]),
+                            np.exp(x[1 + n:1 + 2 * n]), k, L)
+        for margin in ((0.005, 0.02, 0.05) if got is None else ()):
+            # no rounding of the exact-budget optimum fits: re-solve with budgets tightened by
+            # `margin`, leaving room for the grid, and round that
+            tight = replace(sp, macs=sp.macs * (1 - margin), params=sp.params * (1 - margin),
+                            rho=sp.rho * (1 - margin))
+            x2, _, ok2 = _Relaxation(tight, g, fixed_k=k, fixed_L=L).solve(x)
+            if ok2:
+                got = _round_widths(sp, g, math.exp(x2[0]), np.exp(x2[1:1 + n]),
+                                    np.exp(x2[1 + n:1 + 2 * n]), k, L)
+                if got is not None:
+                    break
         if got is not None and (best is None or got[0] > best[0]):
             best = got
     if best is None:
-        raise DesignError(_why_infeasible(sp, g))
+        raise DesignError(
+            "the relaxed problem is feasible but no network on the channel grid "
+            f"(multiples of {sp.channel_step}) was found within every budget; loosen a budget "
+            "slightly or use a smaller channel_step")
 
     # 4. polish
     score, p = _polish(sp, g, best[1], best[0])
@@ -692,26 +747,25 @@ def _to_arch(sp: Space, p: _Point, record: dict[str, Any] | None) -> Arch:
     return Arch.model_validate(raw)
 
 
-def _why_infeasible(sp: Space, g: _Geometry) -> str:
-    """Name the constraint that cannot be met: the least rho reachable within MACs/params."""
-    relax = _Relaxation(sp, g)
-    from scipy.optimize import minimize
-
-    n = sp.n
+def _min_rho(sp: Space, g: _Geometry) -> float:
+    """The least effectiveness reachable within the MACs / params / layer budgets (relaxed;
+    inf when even those cannot be met together)."""
+    relax = _Relaxation(sp, g, min_rho=True)
     best = math.inf
-    for x0 in _starts(sp, with_k=True, with_L=True):
-        def cons(x: np.ndarray) -> np.ndarray:
-            c = relax.constraints(x)
-            return np.concatenate([c[:2], c[2 + len(g.ends) + (sp.max_layers is not None):]])
+    for x0 in _starts(sp, with_k=True, with_L=True)[::4]:
+        x, _, ok = relax.solve(x0)
+        if ok:
+            best = min(best, float(np.exp(np.max(relax.terms(x)["log_rho"]))))
+    return best
 
-        res = minimize(lambda x: float(np.max(relax.terms(x)["log_rho"])), x0, method="SLSQP",
-                       bounds=relax.bounds, constraints=[{"type": "ineq", "fun": cons}])
-        if np.all(cons(res.x) >= -1e-6):
-            best = min(best, float(np.exp(np.max(relax.terms(res.x)["log_rho"]))))
-    del n
+
+def _why_infeasible(sp: Space, g: _Geometry, reach: float | None = None) -> str:
+    """Name the constraint that cannot be met."""
+    best = _min_rho(sp, g) if reach is None else reach
     if math.isinf(best):
-        return (f"no {sp.block} network meets MACs <= {sp.macs:.4g} and params <= {sp.params:.4g} "
-                "in this space; raise those budgets")
+        return (f"no {sp.block} network meets MACs <= {sp.macs:.4g} and params <= {sp.params:.4g}"
+                + (f" with at most {sp.max_layers} layers" if sp.max_layers else "")
+                + " in this space; raise those budgets")
     return (f"rho0 = {sp.rho:g} cannot be met: within MACs <= {sp.macs:.4g} and params <= "
             f"{sp.params:.4g} the smallest effectiveness reachable is about {best:.3g}; raise rho0 "
             "or the MACs/params budgets")

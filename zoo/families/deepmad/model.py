@@ -1,6 +1,6 @@
 """DeepMAD CNNs (Shen et al., CVPR 2023, arXiv 2303.02165), built from a spec.
 
-The network is the TinyNAS deploy ``CnnNet`` (paper Sec. 4 and Fig. 2): a stem
+The network is the TinyNAS deploy ``CnnNet`` (paper: "DeepMAD" design space): a stem
 ``ConvKXBNRELU``, super-blocks of residual blocks, an optional final 1x1 ``ConvKXBNRELU``,
 global average pooling and a linear classifier.  Two block types:
 
@@ -74,8 +74,9 @@ class ResK1DWSEK1(nn.Module):
         self.se = SqueezeExcite(btn_chs, se_chs)
         self.conv3 = ConvNormAct(btn_chs, out_chs, 1, apply_act=False)
         self.has_shortcut = in_chs == out_chs
-        self.shortcut_pool = nn.AvgPool2d(2, 2) if stride == 2 and self.has_shortcut else nn.Identity()
-        self.drop_path = DropPath(drop_path) if drop_path > 0 and self.has_shortcut else nn.Identity()
+        pooled, dropped = stride == 2 and self.has_shortcut, drop_path > 0 and self.has_shortcut
+        self.shortcut_pool = nn.AvgPool2d(2, 2) if pooled else nn.Identity()
+        self.drop_path = DropPath(drop_path) if dropped else nn.Identity()
         self.act = nn.SiLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -104,7 +105,7 @@ def _conv_layer(in_chs: int, layer: ConvLayer) -> ConvNormAct:
 
 
 class DeepMAD(ZooModel):
-    """A DeepMAD CNN (paper Sec. 4): stem -> super-blocks -> [final 1x1] -> avg-pool -> fc."""
+    """A DeepMAD CNN: stem -> super-blocks -> [final 1x1] -> avg-pool -> fc."""
 
     def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3) -> None:
         super().__init__()
@@ -202,7 +203,8 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         else:
             out[new] = value
     if unknown:
-        shown = ", ".join(unknown[:8]) + (f", ... ({len(unknown)} in all)" if len(unknown) > 8 else "")
+        more = f", ... ({len(unknown)} in all)" if len(unknown) > 8 else ""
+        shown = ", ".join(unknown[:8]) + more
         raise CheckpointError(
             f"{spec.name}: keys that are not part of a TinyNAS CnnNet with {n} super-blocks"
             f"{' and a final 1x1 conv' if has_final else ''}: {shown}")

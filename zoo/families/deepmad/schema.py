@@ -1,4 +1,4 @@
-"""DeepMAD's architecture fields (paper Sec. 4, "DeepMAD search space"; TinyNAS ``CnnNet``).
+"""DeepMAD's architecture fields (the paper's CNN design space; TinyNAS ``CnnNet``).
 
 A DeepMAD CNN is a stem ``ConvKXBNRELU``, a sequence of super-blocks (``L`` residual blocks of
 one type: ``k1kxk1`` = 1x1 -> dense kxk -> 1x1 bottleneck, or ``k1dwsek1`` = 1x1 -> depthwise kxk
@@ -56,9 +56,10 @@ class SuperBlock(StrictModel):
 class Budget(StrictModel):
     """The budgets a designed network was made for (``zoo design deepmad``)."""
 
-    macs: float | None = Field(None, gt=0, description="MACs of one forward pass, classifier included")
+    macs: float | None = Field(None, gt=0,
+                               description="MACs of one forward pass, classifier included")
     params: float | None = Field(None, gt=0, description="parameters without the classifier")
-    rho: float = Field(gt=0, description="rho0: bound on the effectiveness (paper Eq. 7)")
+    rho: float = Field(gt=0, description="rho0: bound on the effectiveness rho")
     layers: int | None = Field(None, gt=0, description="bound on the number of conv layers")
     resolution: PositiveInt
 
@@ -110,8 +111,9 @@ class Arch(ArchBase):
     def structure(self, in_chans: int = 3) -> list[dict[str, Any]]:
         """The TinyNAS ``structure_info`` list of this architecture (``best_structures[0]``)."""
         inner = {"k1kxk1": "ResK1KXK1", "k1dwsek1": "ResK1DWSEK1"}[self.block]
-        out: list[dict[str, Any]] = [{"class": "ConvKXBNRELU", "in": in_chans, "out": self.stem.out_chs,
-                                      "k": self.stem.kernel_size, "s": self.stem.stride}]
+        stem = self.stem
+        out: list[dict[str, Any]] = [{"class": "ConvKXBNRELU", "in": in_chans, "out": stem.out_chs,
+                                      "k": stem.kernel_size, "s": stem.stride}]
         for sb in self.stages:
             out.append({"class": "Super" + inner, "inner_class": inner, "in": sb.in_chs,
                         "out": sb.out_chs, "k": sb.kernel_size, "s": sb.stride, "L": sb.depth,

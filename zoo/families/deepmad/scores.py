@@ -1,19 +1,20 @@
 """DeepMAD's scores of a network, from its structure alone (no torch, no data).
 
-Paper (arXiv 2303.02165) Sec. 3: a CNN is viewed as an information-processing system; the
+Paper (arXiv 2303.02165): a CNN is viewed as an information-processing system; the
 (differential) entropy of a layer's output grows with the log of its fan-in
-``phi = c_in * k^2 / groups`` (Eq. 4-5).  With TinyNAS's implementation
+``phi = c_in * k^2 / groups``.  With TinyNAS's implementation
 (``tinynas/scores/compute_deepmad.py``, ``tinynas/models/cnnnet.py``, ``strategy.py``):
 
 - a *unit* ``u`` is one ``ConvKXBNRELU`` or one residual block; its term is
   ``s_u = 1/2 * sum_{layers l of u} log phi_l``;
 - the network is cut into *stages* at every stride-2 block after the stem; stage ``i`` has
   ``C_i`` (output channels of its last block) and ``r_i`` (its output resolution);
-- stage entropy (Eq. 6, multi-scale): ``H_i = (log C_i + 2 log r_i) * sum_{u up to the end of
-  stage i} s_u``; ``entropy = sum_i w_i H_i`` with ``w = [1, 1, 1, 1, 8]``;
+- stage entropy (the paper's weighted multi-scale entropy):
+  ``H_i = (log C_i + 2 log r_i) * sum_{u up to the end of stage i} s_u``,
+  ``entropy = sum_i w_i H_i`` with ``w = [1, 1, 1, 1, 8]``;
 - the objective adds a depth-uniformity penalty: ``score = entropy - 10 * exp(std(L))`` over
   the super-block depths ``L``;
-- the effectiveness (Eq. 7) is ``rho = max_i D_i / exp(sum_{layers up to stage i} log phi / D_i)``
+- the effectiveness is ``rho = max_i D_i / exp(sum_{layers up to stage i} log phi / D_i)``
   with ``D_i`` the number of conv layers up to the end of stage i (the geometric mean of the
   fan-in in the denominator); the designer requires ``rho <= rho0``.
 
@@ -51,7 +52,7 @@ class Layer:
 
     @property
     def log_fan_in(self) -> float:
-        """log phi = log(c_in * k^2 / groups) (paper Eq. 5)."""
+        """log phi = log(c_in * k^2 / groups)."""
         return math.log(self.in_chs * self.kernel_size ** 2 / self.groups)
 
 
@@ -82,7 +83,8 @@ def units(arch: Arch, in_chans: int = 3) -> list[list[Unit]]:
             if arch.block == "k1kxk1":
                 layers = (Layer(cin, b, 1), Layer(b, b, k, stride), Layer(b, sb.out_chs, 1))
             else:
-                layers = (Layer(cin, b, 1), Layer(b, b, k, stride, groups=b), Layer(b, sb.out_chs, 1))
+                layers = (Layer(cin, b, 1), Layer(b, b, k, stride, groups=b),
+                          Layer(b, sb.out_chs, 1))
             group.append(Unit(layers, sb.out_chs, stride, has_se=arch.block == "k1dwsek1"))
         out.append(group)
     if arch.final_conv is not None:
@@ -129,8 +131,8 @@ def evaluate(arch: Arch, resolution: int, *, tinynas_compat: bool = False,
     if len(ends) != len(stage_weights):
         raise ValueError(
             f"the network has {len(ends)} stages (cut at every stride-2 block after the stem) but "
-            f"{len(stage_weights)} stage weights were given; DeepMAD's weights [1, 1, 1, 1, 8] need "
-            "exactly 4 stride-2 super-blocks")
+            f"{len(stage_weights)} stage weights were given; DeepMAD's weights [1, 1, 1, 1, 8] "
+            "need exactly 4 stride-2 super-blocks")
     # per TinyNAS block: cumulative entropy sum, layer count, output channels / resolution
     cum_s, cum_d, res_true, res_compat = 0.0, 0, resolution, resolution
     per_block = []
@@ -143,7 +145,8 @@ def evaluate(arch: Arch, resolution: int, *, tinynas_compat: bool = False,
                 res_compat = res_compat // layer.stride
             if u.has_se:
                 res_compat = 1  # TinyNAS SE.get_output_resolution returns 1
-        per_block.append((cum_s, cum_d, group[-1].out_chs, res_compat if tinynas_compat else res_true))
+        res = res_compat if tinynas_compat else res_true
+        per_block.append((cum_s, cum_d, group[-1].out_chs, res))
     stage_h, stage_rho, chans, resos = [], [], [], []
     for w, e in zip(stage_weights, ends):
         s_sum, d, c, r = per_block[e]
@@ -160,8 +163,9 @@ def evaluate(arch: Arch, resolution: int, *, tinynas_compat: bool = False,
         entropy=entropy, depth_penalty=penalty, score=entropy - penalty, rho=max(stage_rho),
         stage_entropy=tuple(stage_h), stage_rho=tuple(stage_rho), stage_channels=tuple(chans),
         stage_resolution=tuple(resos), macs=macs(arch, resolution, num_classes, in_chans),
-        params=params(arch, in_chans), classifier_params=arch.num_features * num_classes + num_classes
-        if num_classes > 0 else 0, layers=per_block[-1][1])
+        params=params(arch, in_chans),
+        classifier_params=(arch.num_features + 1) * num_classes if num_classes > 0 else 0,
+        layers=per_block[-1][1])
 
 
 def macs(arch: Arch, resolution: int, num_classes: int = 1000, in_chans: int = 3) -> int:
