@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Convert a NASNet-A checkpoint in Cadene's or timm's layout to a hub-ready zoo folder.
 
-    python scripts/convert_nasnet.py nasnet_a_large.tf_in1k model.safetensors --out hub/nasnet_a_large.tf_in1k
-    python scripts/convert_nasnet.py nasnet_a_mobile nasnetamobile-7e03cead.pth --out hub/nasnet_a_mobile
+    python scripts/convert_nasnet.py nasnet_a_large.tf_in1k model.safetensors --out hub/large
+    python scripts/convert_nasnet.py nasnet_a_mobile nasnetamobile-7e03cead.pth --out hub/mobile
 
 Inputs: timm's ``timm/nasnetalarge.tf_in1k`` ``model.safetensors`` (timm layout), or a Cadene
 ``pretrainedmodels`` ``.pth`` (read with ``torch.load(weights_only=True)`` and zoo's allow-list,
@@ -60,7 +60,8 @@ def convert(name: str, checkpoint: Path, out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", help="zoo model name, optionally with its tag (nasnet_a_large.tf_in1k)")
+    parser.add_argument("name", help="zoo model name, optionally with its tag "
+                        "(nasnet_a_large.tf_in1k)")
     parser.add_argument("checkpoint", type=Path, help="original .safetensors or .pth file")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     args = parser.parse_args(argv)

@@ -47,8 +47,9 @@ def _weights_lines(name: str) -> list[str]:
     for tag in registry().tags_of(name):
         rec = registry().records[tag]
         if rec.hub:
+            size = f"{rec.hub.size / 1e6:.1f} MB, " if rec.hub.size else ""
             where = f"hf-hub {rec.hub.repo_id}@{rec.hub.revision[:10]} {rec.hub.filename} " \
-                    f"({rec.hub.size / 1e6:.1f} MB, sha256 {rec.hub.sha256[:12]}...)"
+                    f"({size}sha256 {rec.hub.sha256[:12]}...)"
         else:
             where = f"convertible source {rec.source.url} (run `zoo convert {tag} FILE`)"
         metrics = ""

@@ -31,7 +31,8 @@ class HubFile(StrictModel):
     revision: str = Field(pattern=COMMIT, description="full commit sha, never a branch")
     filename: str = Field(pattern=r"^[\w./-]+\.safetensors$")
     sha256: str = Field(pattern=SHA256)
-    size: int = Field(gt=0, description="bytes")
+    size: int | None = Field(None, gt=0, description="bytes; omitted only where it is not known "
+                             "(the sha256 still pins the content)")
     layout: Literal["zoo", "original", "packed"] = Field(
         "zoo", description="'original': the file holds upstream's key layout and is converted "
         "with the family's convert() on load (e.g. a timm repo); 'packed': a quantized model's "

@@ -79,8 +79,10 @@ def test_stack_follows_tf_slim() -> None:
 
 # -- equivalence with the upstream implementations ----------------------------------------------
 
-def _timm_tiny():
-    """timm's NASNetALarge class at toy width, with non-trivial BN statistics."""
+@pytest.fixture(scope="module")
+def timm_tiny():
+    """timm's NASNetALarge class at toy width (stem 12, 192 features), with non-trivial BN
+    statistics, and the name of zoo's matching spec: nasnet_a_large's at that width."""
     from timm.models.nasnet import NASNetALarge
 
     torch.manual_seed(0)
@@ -94,11 +96,10 @@ def _timm_tiny():
         for n, p in ref.named_parameters():
             if p.ndim == 1:
                 p.normal_(1.0 if n.endswith("weight") else 0.0, 0.1)
-    return ref
+    return ref, _register_tiny_large()
 
 
 def _register_tiny_large(padding: str = "tf_same_count_pad") -> str:
-    """nasnet_a_large's spec at timm's toy width (stem 12, filters 8 = 192 / 24)."""
     name = _unique("nasnet_tiny_timm")
     zoo.register_specs({"models": {name: {
         "extends": "nasnet_a_large",
@@ -108,31 +109,22 @@ def _register_tiny_large(padding: str = "tf_same_count_pad") -> str:
     return name
 
 
-def test_matches_timm_nasnetalarge_at_any_size() -> None:
+def test_matches_timm_nasnetalarge_at_any_size(timm_tiny) -> None:
     """convert() maps timm's layout; outputs equal timm's at odd and even sizes, where TF "SAME"
-    padding is asymmetric and the stride-2 average pools' zero padding counts."""
-    ref = _timm_tiny()
-    name = _register_tiny_large()
+    padding is asymmetric and the stride-2 average pools' zero padding counts.  The padding
+    convention is a real switch: exact TF "SAME" pools give other logits from the same weights."""
+    ref, name = timm_tiny
+    state = zoo.convert_checkpoint(name, ref.state_dict())
     model = zoo.create(name).eval()
-    model.load_state_dict(zoo.convert_checkpoint(name, ref.state_dict()), strict=True)
+    model.load_state_dict(state, strict=True)
+    tf_exact = zoo.create(_register_tiny_large("tf_same")).eval()
+    tf_exact.load_state_dict(state, strict=True)
     for size in (67, 64):
         x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(size))
         with torch.no_grad():
-            torch.testing.assert_close(model(x), ref(x), rtol=1e-5, atol=1e-6)
-
-
-def test_padding_convention_is_a_real_switch() -> None:
-    """The same weights under exact TF "SAME" (average pools exclude padding) give other logits."""
-    ref = _timm_tiny()
-    timm_name = _register_tiny_large()
-    timm_like = zoo.create(timm_name).eval()
-    tf_exact = zoo.create(_register_tiny_large("tf_same")).eval()
-    state = zoo.convert_checkpoint(timm_name, ref.state_dict())
-    timm_like.load_state_dict(state)
-    tf_exact.load_state_dict(state)
-    x = torch.randn(1, 3, 67, 67, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        assert (timm_like(x) - tf_exact(x)).abs().max() > 1e-4
+            expected = ref(x)
+            torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-6)
+            assert (tf_exact(x) - expected).abs().max() > 1e-4
 
 
 def _brute_avg_pool(x: torch.Tensor, k: int, s: int, pad_before: int, out: int,
@@ -342,10 +334,9 @@ def test_registry_records_the_timm_hub_file() -> None:
     assert rec.source.format == "safetensors" and rec.license == "Apache-2.0"
 
 
-def test_pretrained_timm_layout_from_hub(publish) -> None:
+def test_pretrained_timm_layout_from_hub(publish, timm_tiny) -> None:
     """A file laid out as timm's Hub repo (layout original) is converted on load."""
-    ref = _timm_tiny()
-    name = _register_tiny_large()
+    ref, name = timm_tiny
     publish(f"{name}.tf_in1k", ref.state_dict(), layout="original", repo_id=f"timm/{name}")
     model = zoo.create(f"{name}.tf_in1k", pretrained=True)
     assert not model.training and model.pretrained_cfg["tag"] == "tf_in1k"
@@ -366,13 +357,12 @@ def test_pretrained_nasnet_a_large_from_hub_matches_golden(publish) -> None:
     G.assert_matches(g, G.run(g, model))
 
 
-def test_convert_script_round_trip(tmp_path) -> None:
+def test_convert_script_round_trip(tmp_path, timm_tiny) -> None:
     from safetensors.torch import save_file
 
     from scripts.convert_nasnet import convert
 
-    ref = _timm_tiny()
-    name = _register_tiny_large()
+    ref, name = timm_tiny
     src = tmp_path / "model.safetensors"
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(src))
     out = convert(name, src, tmp_path / "out")

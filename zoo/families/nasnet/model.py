@@ -162,22 +162,29 @@ def create_op(name: str, in_chs: int, out_chs: int, *, stride: int, padding: Pad
 
 
 class Block(nn.Module):
-    """One block of a cell (Fig. 3): two states, two operations, added."""
+    """One block of a cell (Fig. 3): two states, two operations, added.
+
+    Drop path (training only) applies to each operation's output except identities: TF-slim
+    exempts its 'none' (``identity``) even when it projects, DARTS every ``nn.Identity``.
+    """
 
     def __init__(self, left: nn.Module, right: nn.Module, inputs: tuple[int, int],
-                 drop_path: float) -> None:
+                 drop_path: float, exempt: tuple[bool, bool] = (False, False)) -> None:
         super().__init__()
         self.left, self.right = left, right
         self.inputs = inputs
+        self.exempt = tuple(e or isinstance(op, nn.Identity)
+                            for e, op in zip(exempt, (left, right)))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-
-    def _run(self, op: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        y = op(x)
-        return y if isinstance(op, nn.Identity) else self.drop_path(y)
 
     def forward(self, states: Sequence[torch.Tensor]) -> torch.Tensor:
         i, j = self.inputs
-        return self._run(self.left, states[i]) + self._run(self.right, states[j])
+        left, right = self.left(states[i]), self.right(states[j])
+        if not self.exempt[0]:
+            left = self.drop_path(left)
+        if not self.exempt[1]:
+            right = self.drop_path(right)
+        return left + right
 
     def extra_repr(self) -> str:
         return f"inputs={self.inputs}"
@@ -208,7 +215,8 @@ class Cell(nn.Module):
         if prev_chs is None:
             self.preprocess_prev, state0_chs = None, x_chs
         elif prev_reduced:
-            self.preprocess_prev, state0_chs = FactorizedReduction(prev_chs, filters, bn_eps=bn_eps), filters
+            self.preprocess_prev = FactorizedReduction(prev_chs, filters, bn_eps=bn_eps)
+            state0_chs = filters
         elif prev_chs != filters or prev_projection == "always":
             self.preprocess_prev, state0_chs = ReLUConvBn(prev_chs, filters, bn_eps=bn_eps), filters
         else:
@@ -217,15 +225,18 @@ class Cell(nn.Module):
         self.blocks = nn.ModuleList()
         for (op_l, in_l), (op_r, in_r) in genotype.blocks:
             ops = [create_op(op, chs[s], filters, stride=2 if reduction and s < 2 else 1,
-                             padding=padding, bn_eps=bn_eps) for op, s in ((op_l, in_l), (op_r, in_r))]
-            self.blocks.append(Block(*ops, inputs=(in_l, in_r), drop_path=drop_path))
+                             padding=padding, bn_eps=bn_eps)
+                   for op, s in ((op_l, in_l), (op_r, in_r))]
+            self.blocks.append(Block(*ops, inputs=(in_l, in_r), drop_path=drop_path,
+                                     exempt=(op_l == "identity", op_r == "identity")))
             chs.append(filters)
         # concatenated states with another shape than the blocks' (TF-slim _combine_unused_states)
         self.adapt = nn.ModuleDict()
         for s in self.concat:
             strided = reduction and s < 2
             if strided:
-                self.adapt[str(s)] = FactorizedReduction(chs[s], filters, bn_eps=bn_eps, apply_act=False)
+                self.adapt[str(s)] = FactorizedReduction(chs[s], filters, bn_eps=bn_eps,
+                                                         apply_act=False)
             elif chs[s] != filters:
                 self.adapt[str(s)] = ConvBn(chs[s], filters, bn_eps=bn_eps)
         self.out_chs = len(self.concat) * filters
@@ -395,7 +406,8 @@ class CellNet(ZooModel):
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         self.num_classes = num_classes
         if global_pool is not None:
-            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
+            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool,
+                                                    flatten=bool(global_pool))
         self.classifier = linear_or_identity(self.num_features, num_classes)
 
     def group_matcher(self, coarse: bool = False) -> dict:
@@ -432,7 +444,8 @@ def _convert_tf_port(arch: Arch, sd: dict[str, torch.Tensor]) -> dict[str, torch
     reduction cells' positions.
     """
     plan = cell_plan(arch)
-    normal_numbers = sorted({int(m.group(3)) for k in sd if (m := _CELL_KEY.match(k)) and m.group(3)})
+    normal_numbers = sorted({int(m.group(3)) for k in sd
+                             if (m := _CELL_KEY.match(k)) and m.group(3)})
     if len(normal_numbers) != sum(arch.depths):
         raise CheckpointError(f"the checkpoint has {len(normal_numbers)} normal cells "
                               f"({normal_numbers}); this architecture has {sum(arch.depths)} "

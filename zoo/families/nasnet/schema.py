@@ -29,7 +29,7 @@ OPS: dict[str, tuple[str, int, int]] = {
     "dil_conv_5x5": ("dil_conv", 5, 2),
     "avg_pool_3x3": ("avg_pool", 3, 1),
     "max_pool_3x3": ("max_pool", 3, 1),
-    "identity": ("identity", 1, 1),       # NASNet 'none': strided/projecting ReLU-1x1 conv-BN if needed
+    "identity": ("identity", 1, 1),       # NASNet 'none': ReLU-1x1 conv-BN if strided/projecting
     "skip_connect": ("skip_connect", 1, 1),  # DARTS: factorized reduction when strided
     "none": ("zero", 1, 1),               # DARTS 'none': the zero operation
 }
@@ -42,8 +42,10 @@ class CellGenotype(StrictModel):
     """One cell type: ``blocks`` of two ``[op, input state]`` pairs, and the concatenated states."""
 
     blocks: tuple[tuple[Input, Input], ...] = Field(
-        min_length=1, description="per block: [[op, state], [op, state]]; the two results are added")
-    concat: tuple[int, ...] = Field(description="states concatenated into the cell output, in order")
+        min_length=1,
+        description="per block: [[op, state], [op, state]]; the two results are added")
+    concat: tuple[int, ...] = Field(
+        description="states concatenated into the cell output, in order")
 
     @model_validator(mode="after")
     def _check(self) -> "CellGenotype":
@@ -72,8 +74,8 @@ class CellGenotype(StrictModel):
         for b in range(len(self.blocks)):
             s = 2 + b
             if s not in consumed and s not in self.concat:
-                problems.append(f"the output of block {b} (state {s}) is never used: no later block "
-                                "takes it and concat does not list it")
+                problems.append(f"the output of block {b} (state {s}) is never used: no later "
+                                "block takes it and concat does not list it")
         if problems:
             raise ValueError("invalid cell genotype: " + "; ".join(problems))
         return self
