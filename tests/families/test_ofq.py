@@ -285,6 +285,8 @@ def test_quant_summary() -> None:
     p = s["params"]
     assert p["total"] == zoo.measure.count_params(model)
     assert p["quantized_weights"] + p["full_precision"] == p["total"]
+    lines = M.info(model)
+    assert lines["quant"] == "statsq w2/lsq a2, lsq w8/lsq a8" and "(8.03x)" in lines["size"]
     assert M.quant_summary(M.load_packed(zoo.get_spec("ofq_deit_tiny_w2a2"),
                                          model.packed_state_dict()))["size_bytes"] == s["size_bytes"]
 
@@ -415,5 +417,16 @@ def test_partial_and_mixed_quantization_spec(tmp_path: Path) -> None:
     assert sd["blocks.0.mlp.fc1.weight_q.codes"].numel() == packed_numel(128 * 32, 4)
     save_file(sd, tmp_path / "p.safetensors")
     deployed = M.load_packed(spec, load_file(tmp_path / "p.safetensors"))
+    with torch.no_grad():
+        assert torch.equal(deployed(x), model(x))
+
+
+def test_save_pretrained_packed_loads_back_bit_identical(tmp_path: Path) -> None:
+    """The core wiring: ``zoo.save_pretrained(packed=True)`` -> ``zoo.create(weights=DIR)``."""
+    model = _trained("ofq_deit_tiny_w2a2")
+    zoo.save_pretrained(model, tmp_path / "packed", packed=True)
+    deployed = zoo.create("ofq_deit_tiny_w2a2", weights=str(tmp_path / "packed"))
+    assert isinstance(deployed, M.OFQDeiT) and deployed.packed
+    x = _image(1, seed=5)
     with torch.no_grad():
         assert torch.equal(deployed(x), model(x))

@@ -1,11 +1,11 @@
 """Quantizers for quantization-aware models: LSQ and StatsQ, plus the learnable shift.
 
 - :class:`LSQQuantizer` -- *Learned Step size Quantization* (Esser et al., ICLR 2020, arXiv
-  1902.08153, Eq. 1-3): ``q(x) = round(clamp(x / s, Q_N, Q_P)) * s`` with a learnable step ``s``
+  1902.08153, Sec. 2): ``q(x) = round(clamp(x / s, Q_N, Q_P)) * s`` with a learnable step ``s``
   (one per slice along one axis, or one per tensor) and the gradient scale ``g = 1/sqrt(Q_P *
   n)`` of Sec. 2.2 (``n``: elements per step).  Used for activations and 8-bit weights.
 - :class:`StatsQuantizer` -- OFQ's *statistical weight quantization* (Liu, Liu & Cheng, ICML
-  2023, arXiv 2302.02210, Sec. 4.1, Eq. 5): the scale of each weight row is the statistic
+  2023, arXiv 2302.02210, Sec. 4.1): the scale of each weight row is the statistic
   ``2 * mean|W_row|`` (never learned, so it cannot oscillate), and the levels form a zero-free
   half-integer grid ``(k + 1/2) / 2^(b-1)``, ``k in [-2^(b-1), 2^(b-1) - 1]``.
 - :class:`LearnableBias` -- the learnable per-channel shift OFQ puts before and after each
@@ -169,7 +169,7 @@ class LSQQuantizer(nn.Module):
 
 
 def statsq_dequantize(k: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
-    """StatsQ level of code ``k``: ``scale * (k + 1/2) / 2^(b-1)`` (OFQ Eq. 5)."""
+    """StatsQ level of code ``k``: ``scale * (k + 1/2) / 2^(b-1)`` (OFQ Sec. 4.1)."""
     return scale * ((k + 0.5) / float(2 ** (bits - 1)))
 
 
@@ -225,7 +225,7 @@ class WeightQuantizer(nn.Module):  # noqa: B024 (interface)
 
 
 class StatsQuantizer(WeightQuantizer):
-    """OFQ StatsQ (Sec. 4.1, Eq. 5), per output row ``i`` of ``W`` (any rank; rows = axis 0):
+    """OFQ StatsQ (Sec. 4.1), per output row ``i`` of ``W`` (any rank; rows = axis 0):
 
         s_i = 2 * mean_j |W_ij|,   k = round(clamp(W / s_i, -c/2, c/2 - 1e-6) * 2^(b-1) - 1/2),
         Q(W) = s_i * (k + 1/2) / 2^(b-1),     k in [-2^(b-1), 2^(b-1) - 1]

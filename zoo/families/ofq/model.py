@@ -47,7 +47,7 @@ from .packing import pack_bits, packed_numel, unpack_bits
 from .schema import Arch, QuantRule
 
 __all__ = ["OFQDeiT", "QuantLinear", "QuantConv2d", "QKRAttention", "QuantMlp", "PackedWeight",
-           "build", "convert", "load_packed", "quant_summary", "calibrate_"]
+           "build", "convert", "load_packed", "quant_summary", "info", "calibrate_"]
 
 _QUANTIZER_ATTR = {"statsq": "statsq_fn", "lsq": "lsqw_fn"}  # upstream attribute names
 
@@ -584,8 +584,8 @@ def _check_data(spec) -> None:
 
 def build(spec, *, packed: bool = False) -> OFQDeiT:
     """The latent-weight model of ``spec`` (``packed=True``: the deployable form)."""
-    _check_data(spec)
     try:
+        _check_data(spec)
         return OFQDeiT(spec.arch, num_classes=spec.data.num_classes, in_chans=spec.data.in_chans,
                        packed=packed, name=spec.name)
     except ValueError as e:
@@ -678,6 +678,23 @@ def quant_summary(model: nn.Module) -> dict[str, Any]:
                    "full_precision": total - quantized},
         "size_bytes": {"fp32": fp32, "packed": packed},
         "compression": round(fp32 / packed, 2),
+    }
+
+
+def info(model: nn.Module) -> dict[str, str]:
+    """``zoo info`` lines for an OFQ model (a compact rendering of :func:`quant_summary`)."""
+    s = quant_summary(model)
+    layers = s["quantized_modules"].values()
+    combos = sorted({(v["weight"]["quantizer"], v["weight"]["bits"], v["act"]["bits"]) for v in layers},
+                    key=lambda c: (c[1], c[0]))
+    p, size = s["params"], s["size_bytes"]
+    return {
+        "quant": ", ".join(f"{q} w{w}/lsq a{a}" for q, w, a in combos) or "none",
+        "split": (f"{len(s['quantized_modules'])} quantized modules ({p['quantized_weights'] / 1e6:.2f}M "
+                  f"weights), {p['full_precision'] / 1e6:.2f}M full-precision params; "
+                  f"full-precision modules: {', '.join(s['full_precision_modules']) or 'none'}"),
+        "size": (f"{size['fp32'] / 2**20:.1f} MiB fp32 latent, {size['packed'] / 2**20:.1f} MiB packed "
+                 f"({s['compression']}x)"),
     }
 
 
