@@ -121,3 +121,31 @@ def test_adapt_in_chans_and_classes(built) -> None:
     x = torch.randn(1, 1, *spec.data.input_size[1:])
     with torch.no_grad():
         assert model(x).shape == (1, 4)
+
+
+def test_features_only(built) -> None:
+    """timm's features_only where the family declares feature_info; a clear error elsewhere."""
+    from zoo.errors import ZooError
+
+    name, spec, model = built
+    if not getattr(model, "feature_info", None):
+        with pytest.raises(ZooError, match="does not support features_only"):
+            zoo.create(name, features_only=True)
+        return
+    torch.manual_seed(0)
+    extractor = zoo.create(name, features_only=True).eval()
+    x = _input(spec, batch=1)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        outs = extractor(x)
+    info = extractor.feature_info
+    assert len(outs) == len(info.out_indices) == len(model.feature_info)
+    for out, chs, red in zip(outs, info.channels(), info.reduction()):
+        assert out.shape[1] == chs
+        assert out.shape[-1] == -(-spec.data.input_size[2] // red) or \
+            out.shape[-1] == spec.data.input_size[2] // red
+    torch.manual_seed(0)
+    last = zoo.create(name, features_only=True, out_indices=(-1,)).eval()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        assert torch.allclose(last(x)[0], outs[-1], atol=1e-5, rtol=1e-5)

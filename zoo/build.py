@@ -161,10 +161,14 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
         num_classes: replace the classifier (dropped from loaded weights; 0 = no classifier).
         in_chans: number of input channels; a loaded first conv is adapted as timm does.
         device, dtype: where and in which floating dtype to put the model.
-        overrides: architecture fields of the spec to change (validated), e.g. drop_path_rate.
+        overrides: architecture fields of the spec to change (validated), e.g. drop_path_rate;
+            ``features_only=True`` (with optional ``out_indices``) returns timm-style multi-scale
+            feature maps for families that declare ``feature_info``.
     """
     from zoo import weights as W
 
+    features_only = bool(overrides.pop("features_only", False))
+    out_indices = overrides.pop("out_indices", None)
     model_name, tag = split_name(name)
     spec = get_spec(model_name)
     source = None
@@ -205,9 +209,21 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
                     state_dict[k] = own[k]
         load_into(model, state_dict, source.describe())
         _set_cfg(model, spec, source.tag)
+    if features_only:
+        model = _features_only(model, spec, out_indices)
     if device is not None or dtype is not None:
         model = model.to(device=device, dtype=dtype)
     return model.eval() if source is not None else model
+
+
+def _features_only(model: nn.Module, spec: SpecBase, out_indices: Any) -> nn.Module:
+    from zoo.errors import ZooError
+    from zoo.model import FeatureExtractor
+
+    if not getattr(model, "feature_info", None):
+        raise ZooError(f"{spec.name} does not support features_only: the {spec.family} family "
+                       "declares no feature_info (multi-scale feature maps)")
+    return FeatureExtractor(model, out_indices)
 
 
 def _materialize_classifier(model: nn.Module, spec: SpecBase) -> None:

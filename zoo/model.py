@@ -59,6 +59,43 @@ class ZooModel(nn.Module):
         return {"stem": rf"^{first}" if first else r"^$", "blocks": r".*"}
 
 
+class FeatureExtractor(nn.Module):
+    """timm's ``features_only`` for zoo models: the outputs of the modules a family declares in
+    ``model.feature_info`` (``[{"module", "num_chs", "reduction"}, ...]``, shallow to deep),
+    collected with forward hooks while ``forward_features`` runs; returns a list of tensors."""
+
+    def __init__(self, model: nn.Module, out_indices: tuple[int, ...] | int | None = None) -> None:
+        from timm.models._features import FeatureInfo
+
+        super().__init__()
+        info = [dict(d) for d in model.feature_info]
+        if out_indices is None:
+            out_indices = tuple(range(len(info)))
+        elif isinstance(out_indices, int):  # timm: an int n means the last n levels
+            out_indices = tuple(range(len(info) - out_indices, len(info)))
+        out_indices = tuple(i % len(info) for i in out_indices)
+        self.feature_info = FeatureInfo(info, out_indices)
+        model.reset_classifier(0, "")
+        self.model = model
+        self._names = [info[i]["module"] for i in out_indices]
+        self._captured: dict[str, torch.Tensor] = {}
+        for name in set(self._names):
+            model.get_submodule(name).register_forward_hook(self._hook(name))
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, args: Any, output: torch.Tensor) -> None:
+            self._captured[name] = output
+        return hook
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        self._captured.clear()
+        try:
+            self.model.forward_features(x)
+            return [self._captured[n] for n in self._names]
+        finally:
+            self._captured = {}
+
+
 def linear_or_identity(in_features: int, num_classes: int) -> nn.Module:
     """The classifier timm uses: a Linear, or Identity when ``num_classes == 0``."""
     return nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()

@@ -13,9 +13,11 @@ from zoo.families.simplenet.schema import Arch, Conv
 from zoo.model import ZooModel
 
 
-def _make_features(arch: Arch, in_chans: int) -> tuple[nn.Sequential, int]:
+def _make_features(arch: Arch, in_chans: int) -> tuple[nn.Sequential, int, list[dict]]:
+    """The ``features`` stack and its ``feature_info``: the last module of each resolution."""
     layers: list[nn.Module] = []
-    channels = in_chans
+    levels: dict[int, dict] = {}
+    channels, reduction = in_chans, 1
     for idx, layer in enumerate(arch.layers):
         if isinstance(layer, Conv):
             stride = arch.strides.get(idx, 1)
@@ -29,7 +31,10 @@ def _make_features(arch: Arch, in_chans: int) -> tuple[nn.Sequential, int]:
             layers.append(nn.MaxPool2d(kernel_size=2, stride=stride))
         if layer.dropout is not None:
             layers.append(nn.Dropout2d(p=layer.dropout))
-    return nn.Sequential(*layers), channels
+        reduction *= stride
+        levels[reduction] = {"module": f"features.{len(layers) - 1}", "num_chs": channels,
+                             "reduction": reduction}
+    return nn.Sequential(*layers), channels, list(levels.values())
 
 
 class SimpleNet(ZooModel):
@@ -38,7 +43,7 @@ class SimpleNet(ZooModel):
     def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.features, self.num_features = _make_features(arch, in_chans)
+        self.features, self.num_features, self.feature_info = _make_features(arch, in_chans)
         self.head = ClassifierHead(self.num_features, num_classes, pool_type="max",
                                    drop_rate=arch.drop_rate)
         for m in self.features.modules():
