@@ -171,3 +171,35 @@ def test_list_models_filters() -> None:
     assert set(zoo.list_models(family="simplenet")) >= set(names)
     assert zoo.list_models("no_such_model_*") == []
     assert "simplenet" in zoo.list_families()
+
+
+def test_third_party_specs_through_the_entry_point(tmp_path) -> None:
+    """A package announcing a folder of spec files under the `zoo.specs` entry-point group
+    contributes its models (a real installed distribution, found by importlib.metadata)."""
+    import subprocess
+    import sys
+
+    pkg = tmp_path / "zoo_extra_specs"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "extra.yaml").write_text(textwrap.dedent("""
+        defaults: {family: simplenet, paper: {title: third-party}}
+        models:
+          thirdparty_tiny:
+            data: {input_size: [3, 32, 32], first_conv: features.0, classifier: head.fc}
+            arch: {layers: [{filters: 8}, {pool: max}, {filters: 16}]}
+        """))
+    dist = tmp_path / "zoo_extra_specs-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-extra-specs\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[zoo.specs]\nextra = zoo_extra_specs\n")
+    code = ("import zoo; print(zoo.list_models('thirdparty_*'), "
+            "zoo.get_spec('thirdparty_tiny').paper.title)")
+    root = Path(__file__).resolve().parents[1]
+    import os
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['thirdparty_tiny'] third-party"
