@@ -140,10 +140,11 @@ def test_features_only(built) -> None:
         outs = extractor(x)
     info = extractor.feature_info
     assert len(outs) == len(info.out_indices) == len(model.feature_info)
+    width = spec.data.input_size[2]
     for out, chs, red in zip(outs, info.channels(), info.reduction()):
         assert out.shape[1] == chs
-        assert out.shape[-1] == -(-spec.data.input_size[2] // red) or \
-            out.shape[-1] == spec.data.input_size[2] // red
+        # reductions are nominal, as in timm: unpadded stems (NASNet, Inception) lose a pixel
+        assert width // red - 1 <= out.shape[-1] <= -(-width // red)
     torch.manual_seed(0)
     last = zoo.create(name, features_only=True, out_indices=(-1,)).eval()
     with torch.no_grad():

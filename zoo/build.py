@@ -221,8 +221,10 @@ def _features_only(model: nn.Module, spec: SpecBase, out_indices: Any) -> nn.Mod
     from zoo.model import FeatureExtractor
 
     if not getattr(model, "feature_info", None):
+        hint = getattr(model, "features_only_hint", "")
         raise ZooError(f"{spec.name} does not support features_only: the {spec.family} family "
-                       "declares no feature_info (multi-scale feature maps)")
+                       "declares no feature_info (multi-scale feature maps) for this model"
+                       + (f"; {hint}" if hint else ""))
     return FeatureExtractor(model, out_indices)
 
 

@@ -130,6 +130,22 @@ class MBConvBlock(nn.Module):
 
 # -- the network --------------------------------------------------------------------------------
 
+def _feature_info(space: SearchSpace, subnet: Subnet) -> list[dict]:
+    """timm's ``feature_info``: per resolution, the last module producing it among the stem, the
+    stages and ``conv_head`` (the last spatial map: the v3 head pools right after it).  Declared
+    only with ``resize_input=False``: a model that resizes its input to ``subnet.resolution``
+    has maps whose stride relative to the caller's image is not an integer."""
+    reduction = space.stem.stride
+    levels = {reduction: {"module": "stem", "num_chs": subnet.width[0], "reduction": reduction}}
+    for s, st in enumerate(space.stages):
+        reduction *= st.stride
+        levels[reduction] = {"module": f"stages.{s}", "num_chs": subnet.width[s + 1],
+                             "reduction": reduction}
+    chs = subnet.width[-2] * space.head.expand if space.head.v3 else subnet.width[-1]
+    levels[reduction] = {"module": "conv_head", "num_chs": chs, "reduction": reduction}
+    return list(levels.values())
+
+
 class BigNASNet(ZooModel):
     """A standalone child of a BigNAS-style supernet (a supernet spec builds its largest child).
 
@@ -159,6 +175,11 @@ class BigNASNet(ZooModel):
         last = subnet.width[-2]
         head = space.head
         self.num_features = self.head_hidden_size = subnet.width[-1]
+        # maps are only aligned with the caller's image when the model does not resize it
+        self.feature_info = [] if arch.resize_input else _feature_info(space, subnet)
+        if arch.resize_input:
+            self.features_only_hint = ("create it with resize_input=False (its input is resized "
+                                       "to the child's resolution, so maps have no fixed stride)")
         if head.v3:
             # AttentiveNAS' `last_conv` (MobileNetV3 Sec. 5.1 efficient last stage): expand,
             # pool, then mix to `width` on the pooled vector.  Pooling happens inside it, so the

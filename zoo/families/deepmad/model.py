@@ -104,6 +104,22 @@ def _conv_layer(in_chs: int, layer: ConvLayer) -> ConvNormAct:
     return ConvNormAct(in_chs, layer.out_chs, layer.kernel_size, stride=layer.stride)
 
 
+def _feature_info(arch: Arch) -> list[dict]:
+    """timm's ``feature_info``: per resolution, the last module producing it among the stem,
+    the super-blocks (their last block's output) and the final 1x1 conv."""
+    reduction = arch.stem.stride
+    levels = {reduction: {"module": "stem", "num_chs": arch.stem.out_chs, "reduction": reduction}}
+    for i, sb in enumerate(arch.stages):
+        reduction *= sb.stride
+        levels[reduction] = {"module": f"stages.{i}", "num_chs": sb.out_chs,
+                             "reduction": reduction}
+    if arch.final_conv is not None:
+        reduction *= arch.final_conv.stride
+        levels[reduction] = {"module": "final_conv", "num_chs": arch.final_conv.out_chs,
+                             "reduction": reduction}
+    return list(levels.values())
+
+
 class DeepMAD(ZooModel):
     """A DeepMAD CNN: stem -> super-blocks -> [final 1x1] -> avg-pool -> fc."""
 
@@ -122,6 +138,7 @@ class DeepMAD(ZooModel):
         self.final_conv = (_conv_layer(arch.stages[-1].out_chs, arch.final_conv)
                            if arch.final_conv is not None else nn.Identity())
         self.num_features = self.head_hidden_size = arch.num_features
+        self.feature_info = _feature_info(arch)
         self.head = ClassifierHead(self.num_features, num_classes, pool_type="avg",
                                    drop_rate=arch.drop_rate)
 

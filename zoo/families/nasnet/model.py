@@ -282,6 +282,9 @@ class NasnetStem(nn.Module):
             self.cells.append(cell)
             states.append((cell.out_chs, states[-1][1] + 1))
         self.out_states = states
+        # (module, channels, resolution level) of every hidden state, for ``feature_info``
+        self.feature_levels = [("bn", *states[0])] + [
+            (f"cells.{k}", *state) for k, state in enumerate(states[1:])]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         hs = [self.bn(self.conv(x))]
@@ -304,6 +307,7 @@ class DartsStem(nn.Module):
         self.conv_3 = conv2d(c, c, 3, stride=2, mode=pad)
         self.bn_3 = nn.BatchNorm2d(c, eps=eps)
         self.out_states = [(c, 2), (c, 3)]
+        self.feature_levels = [("bn", c // 2, 1), ("bn_2", c, 2), ("bn_3", c, 3)]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         s0 = self.bn_2(self.conv_2(F.relu(self.bn(self.conv(x)))))
@@ -342,6 +346,19 @@ def cell_plan(arch: Arch) -> list[tuple[str, int]]:
 
 # -- the network -------------------------------------------------------------------------------
 
+def _feature_info(stem_levels: Sequence[tuple[str, int, int]],
+                  cell_states: Sequence[tuple[int, int]]) -> list[dict]:
+    """timm's ``feature_info``: per resolution (``reduction = 2 ** level``), the last stem state
+    or main cell producing it, i.e. the hidden states h_i of Fig. 2 that end a resolution (stem,
+    each stage's last normal cell, the final cell).  The maps are the cells' outputs, before the
+    ReLU that the next cell (or the head) applies; timm's NASNet port hooks that ReLU instead."""
+    levels: dict[int, dict] = {}
+    entries = [(f"stem.{name}", chs, level) for name, chs, level in stem_levels]
+    entries += [(f"cells.{k}", chs, level) for k, (chs, level) in enumerate(cell_states)]
+    for module, chs, level in entries:
+        levels[level] = {"module": module, "num_chs": chs, "reduction": 2 ** level}
+    return list(levels.values())
+
 class CellNet(ZooModel):
     """Stem, stages of normal cells with reduction cells between them, ReLU, global pool, linear
     (arXiv 1707.07012, Fig. 2; TF-slim ``_build_nasnet_base``)."""
@@ -378,6 +395,8 @@ class CellNet(ZooModel):
             states.append((cell.out_chs, states[-1][1] + int(reduction)))
             after_reduction = reduction
         self.num_features = self.head_hidden_size = states[-1][0]
+        self.feature_info = _feature_info(self.stem.feature_levels,
+                                          states[len(self.stem.out_states):])
         self.num_classes = num_classes
         self.head_relu = arch.head_relu
         self.global_pool = SelectAdaptivePool2d(pool_type="avg", flatten=True)

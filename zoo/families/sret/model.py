@@ -258,6 +258,10 @@ class SReT(ZooModel):
             start += cfg.depth
             in_dim = cfg.dim
         self.stages = nn.ModuleList(stages)
+        # every stage returns a (B, C, H, W) map; stage i > 0 starts with a stride-2 ConvPool
+        self.feature_info = [{"module": f"stages.{i}", "num_chs": cfg.dim,
+                              "reduction": STEM_STRIDE * 2 ** i}
+                             for i, cfg in enumerate(arch.stages)]
 
         self.norm = nn.LayerNorm(self.num_features, eps=NORM_EPS)
         self.head = linear_or_identity(self.num_features, num_classes)

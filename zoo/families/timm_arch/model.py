@@ -30,6 +30,7 @@ class TimmArchModel(ZooModel):
         self.num_classes = model.num_classes
         self.num_features = model.num_features
         self.head_hidden_size = getattr(model, "head_hidden_size", model.num_features)
+        self.feature_info = _feature_info(model)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.model.forward_features(x)
@@ -62,6 +63,18 @@ class TimmArchModel(ZooModel):
             return [(shift(p[0]), p[1]) if isinstance(p, tuple) else shift(p) for p in pattern]
 
         return {k: shift(v) for k, v in self.model.group_matcher(coarse=coarse).items()}
+
+
+def _feature_info(model: nn.Module) -> list[dict]:
+    """The timm model's own ``feature_info``, its module names under the ``model.`` prefix.
+    Empty (no ``features_only``) when timm declares none, or when a level needs a pre-forward
+    hook (timm's ``feature_location="bottleneck"``), which zoo's forward hooks cannot serve."""
+    info = getattr(model, "feature_info", None) or []
+    info = list(getattr(info, "info", info))  # a timm FeatureInfo object, or a list of dicts
+    if any(d.get("hook_type", "forward") != "forward" for d in info):
+        return []
+    return [{"module": PREFIX + d["module"], "num_chs": d["num_chs"], "reduction": d["reduction"]}
+            for d in info]
 
 
 def _check_architecture(spec) -> None:
