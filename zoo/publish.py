@@ -12,6 +12,7 @@ huggingface_hub at import time.
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import os
 import shutil
@@ -78,7 +79,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def convert(name: str, checkpoint: str | Path, *, out: str | Path | None = None,
-            use_ema: bool = False) -> Path:
+            use_ema: bool = False, packed: bool = False) -> Path:
     """Original checkpoint -> verified, strictly loaded zoo model -> save_pretrained folder.
 
     Returns the folder written.  Without ``out``, ``name`` must carry a registry tag and the
@@ -116,7 +117,9 @@ def convert(name: str, checkpoint: str | Path, *, out: str | Path | None = None,
     metrics = record.metrics.model_dump(mode="json", exclude_none=True) \
         if record is not None and record.metrics else None
     if out is not None:
-        return save_pretrained(model, out, tag=tag, metrics=metrics)
+        return save_pretrained(model.eval(), out, tag=tag, metrics=metrics, packed=packed)
+    if packed:
+        raise WeightsError("packed weights are written to a folder: give --out DIR")
     # store into the cache: build beside the target, then swap file by file
     full = f"{model_name}.{tag}"
     target = converted_path(full)
@@ -136,6 +139,62 @@ def convert(name: str, checkpoint: str | Path, *, out: str | Path | None = None,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target.parent
+
+
+def convert_and_check(name: str, checkpoint: str | Path, out: str | Path, *,
+                      family: str | None = None, use_ema: bool = False,
+                      packed: bool = False) -> Path:
+    """:func:`convert` to ``out``, then reload the folder with ``zoo.create(weights=out)`` and
+    require the same logits on a seeded random batch (to float round-off: the checkpoint's
+    tensors may be strided views) as the checkpoint loaded directly."""
+    import torch
+
+    import zoo
+    from zoo.build import build_model, get_spec, load_into, split_name
+    from zoo.checkpoint import load_original_checkpoint
+
+    model_name, _ = split_name(name)
+    spec = get_spec(model_name)
+    if family is not None and spec.family != family:
+        raise WeightsError(f"{model_name} is not a {family} model (family {spec.family!r})")
+    out = convert(name, checkpoint, out=out, use_ema=use_ema, packed=packed)
+    original = build_model(spec, meta=True)
+    load_into(original, zoo.convert_checkpoint(
+        model_name, load_original_checkpoint(checkpoint, use_ema=use_ema)), str(checkpoint))
+    reloaded = zoo.create(model_name, weights=str(out))
+    x = torch.randn(1, *spec.data.input_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.manual_seed(0)
+        expected = original.eval()(x)
+        torch.manual_seed(0)
+        if not torch.allclose(reloaded(x), expected, rtol=1e-5, atol=1e-6):
+            raise WeightsError(f"round trip through {out}: the reloaded model's logits differ")
+    print(f"{name}: {zoo.measure.count_params(original):,} parameters written to {out}"
+          + (" (packed)" if packed else ""))
+    return Path(out)
+
+
+def convert_script(family: str, doc: str | None, argv: list[str] | None = None, *,
+                   packed_option: bool = False) -> int:
+    """The command line of ``scripts/convert_<family>.py`` (one per family, same options)."""
+    from zoo.errors import ZooError
+
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("name", help="zoo model name, with its registry tag where it has one")
+    parser.add_argument("checkpoint", type=Path, help="the original checkpoint file")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--use-ema", action="store_true", help="take the checkpoint's EMA weights")
+    if packed_option:
+        parser.add_argument("--packed", action="store_true",
+                            help="write the deployable form (packed integer codes + scales)")
+    args = parser.parse_args(argv)
+    try:
+        convert_and_check(args.name, args.checkpoint, args.out, family=family,
+                          use_ema=args.use_ema, packed=getattr(args, "packed", False))
+    except ZooError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 # -- push ----------------------------------------------------------------------------------------
