@@ -22,24 +22,30 @@ class YamlDataError(ValueError):
     pass
 
 
-class _StrictLoader(yaml.SafeLoader):
-    def compose_node(self, parent, index):  # type: ignore[override]
-        if self.check_event(yaml.events.AliasEvent):
-            event = self.peek_event()
-            raise YamlDataError(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) "
-                                "are not allowed in zoo files; use `extends` or `defaults`")
-        event = self.peek_event()
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser where available
+
+
+def _check_events(text: str) -> None:
+    """Structure rules, on the parser's event stream: no anchors or aliases, bounded depth."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Base):
+        line = event.start_mark.line + 1 if event.start_mark else "?"
+        if isinstance(event, yaml.events.AliasEvent):
+            raise YamlDataError(f"line {line}: YAML aliases (*{event.anchor}) are not allowed in "
+                                "zoo files; use `extends` or `defaults`")
         if getattr(event, "anchor", None):
-            raise YamlDataError(f"line {event.start_mark.line + 1}: YAML anchors (&{event.anchor}) "
-                                "are not allowed in zoo files; use `extends` or `defaults`")
-        self._depth = getattr(self, "_depth", 0) + 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise YamlDataError(f"line {event.start_mark.line + 1}: nesting deeper than "
-                                    f"{MAX_DEPTH} levels")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+            raise YamlDataError(f"line {line}: YAML anchors (&{event.anchor}) are not allowed in "
+                                "zoo files; use `extends` or `defaults`")
+        if isinstance(event, yaml.events.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise YamlDataError(f"line {line}: nesting deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, yaml.events.CollectionEndEvent):
+            depth -= 1
+
+
+class _StrictLoader(_Base):
+    """Safe constructor (no Python tags) that refuses duplicate and non-scalar keys."""
 
     def construct_mapping(self, node, deep=False):  # type: ignore[override]
         seen = set()
@@ -59,6 +65,7 @@ def loads(text: str, source: str = "<string>") -> Any:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise YamlDataError(f"{source}: larger than {MAX_BYTES} bytes")
     try:
+        _check_events(text)
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except YamlDataError as e:
         raise YamlDataError(f"{source}: {e}") from None
