@@ -108,9 +108,9 @@ class _Fault:
                 and (self.remaining is None or self.remaining > 0))
 
 
-@dataclass(frozen=True)
+@dataclass
 class LoggedRequest:
-    """One request the emulator answered."""
+    """One request the emulator answered (status and body size are final once answered)."""
 
     method: str
     path: str
@@ -415,6 +415,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         self._ctx: dict[str, Any] = {"repo_id": None, "filename": None, "revision": None}
         self._sent = 0
+        self._entry: LoggedRequest | None = None
+        self._method = method
         status = 500
         try:
             raw_path = urlsplit(self.path).path
@@ -430,9 +432,23 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as e:  # a bug in the emulator: answer 500, never hang the client
             status = self._send_error(HubError(500, None, f"emulator error: {e!r}"))
         finally:
-            self.hub._record(LoggedRequest(
-                method, self.path, self._ctx["repo_id"], self._ctx["filename"],
-                self._ctx["revision"], self.headers.get("Range"), status, self._sent, time.time()))
+            if self._entry is None:  # no response started (connection dropped before it)
+                self._log_entry(status)
+            self._entry.status = status
+            self._entry.body_bytes = self._sent
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        # logged before the status line leaves, so a client that has its answer always finds
+        # the request in the log (the body size is filled in when the handler returns)
+        if self._entry is None:
+            self._log_entry(code)
+        super().send_response(code, message)
+
+    def _log_entry(self, status: int) -> None:
+        self._entry = LoggedRequest(
+            self._method, self.path, self._ctx["repo_id"], self._ctx["filename"],
+            self._ctx["revision"], self.headers.get("Range"), status, 0, time.time())
+        self.hub._record(self._entry)
 
     def _apply_delay(self, segments: list[str]) -> None:
         repo_id, filename = _resolve_target(segments)
