@@ -597,6 +597,10 @@ def test_original_supernet_checkpoint_to_calibrated_child(image_folder, tmp_path
                  "--out", str(tmp_path / "b"), *common]) == 0
     a = zoo.create(name, weights=tmp_path / "a").state_dict()
     b = zoo.create(name, weights=tmp_path / "b").state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # Same weights and batches; the statistics agree to float rounding (conv kernels may take
+    # different vectorised paths for tensors loaded by assignment vs copied in).
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
     sliced = zoo.convert_checkpoint(name, supernet_state_dict("bignas_attentivenas_supernet"))
     assert torch.equal(a["stages.5.3.se.fc1.weight"], sliced["stages.5.3.se.fc1.weight"])
