@@ -24,6 +24,10 @@ GOLDEN = ROOT / "tests" / "golden"
 VARIANTS = ["sret_t", "sret_lt", "sret_s", "sret_t_wo_slice", "sret_lt_wo_slice",
             "sret_s_wo_slice", "sret_t_wo_slice_384", "sret_s_wo_slice_384",
             "sret_s_wo_slice_512"]
+# README checkpoints whose architecture has no golden vector of its own: SReT_LT [16-14-1,1-1-1]
+# is SReT_LT with other slice counts (SReT.py's commented alternative), checked against
+# sret_lt's vector and the slicing rule below.
+SPEC_ONLY = ["sret_lt_16_14_1"]
 
 
 def _golden(name: str) -> dict:
@@ -50,7 +54,7 @@ def _loaded(name: str, **overrides) -> torch.nn.Module:
 
 
 def test_every_variant_has_a_spec_and_a_golden_vector() -> None:
-    assert sorted(zoo.list_models("sret*")) == sorted(VARIANTS)
+    assert sorted(zoo.list_models("sret*")) == sorted(VARIANTS + SPEC_ONLY)
     assert sorted(p.stem for p in GOLDEN.glob("sret*.json")) == sorted(VARIANTS)
 
 
@@ -69,7 +73,7 @@ def test_params_equal_upstream(name: str) -> None:
     assert abs(n / 1e6 - spec.reported.params_m) <= 0.1
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", VARIANTS + SPEC_ONLY)
 def test_macs_match_readme(name: str) -> None:
     """MACs (zoo.measure.count_macs) against the README's "FLOPs" column (MACs).  The README prints
     one decimal in G: where 2% is finer than that rounding (sret_lt 1.164G vs "1.2G",
@@ -81,6 +85,49 @@ def test_macs_match_readme(name: str) -> None:
     assert abs(macs_m - reported) <= max(0.02 * reported, half_digit), (macs_m, reported)
     if abs(macs_m - reported) > 0.02 * reported:
         assert round(macs_m / 1e3, 1) == round(reported / 1e3, 1)
+
+
+def test_readme_rounding_rules_out_two_percent_for_t_and_lt() -> None:
+    """Why the rounding rule above is needed: SReT_T and SReT_LT differ only in the MLP ratio
+    (3.6 vs 4.0), whose extra MACs every counting convention counts alike.  Within 2% of the
+    README's "1.1G" and "1.2G" both would need LT - T >= 0.98 * 1200 - 1.02 * 1100 = 54M; the
+    architectures differ by 52.0M, so no MAC count can be within 2% of both printed values."""
+    t, lt = (count_macs(build_model(zoo.get_spec(n), meta=True), (3, 224, 224)) / 1e6
+             for n in ("sret_t", "sret_lt"))
+    needed = 0.98 * zoo.get_spec("sret_lt").reported.macs_m - 1.02 * zoo.get_spec("sret_t").reported.macs_m
+    assert 0 < lt - t < needed
+
+
+def test_sret_lt_16_14_1_is_sret_lt_with_other_slices() -> None:
+    """SReT_LT [16-14-1,1-1-1]: sret_lt's weights (same layout, same count) load strictly; the
+    slices are 16 / 14 / 1 on first applications and none on recursive ones, so the model
+    never draws a permutation and is deterministic in the default (global RNG) mode."""
+    name = "sret_lt_16_14_1"
+    model = build_model(zoo.get_spec(name), meta=True)
+    assert count_params(model) == _golden("sret_lt")["num_params"]
+    load_into(model, dict(_golden_weights("sret_lt")), "sret_lt golden weights")
+    model.eval()
+    assert [(s.groups, s.recursive_groups) for s in zoo.get_spec(name).arch.stages] == \
+        [(16, 1), (14, 1), (1, 1)]
+    x = _x(name)
+    state = torch.random.get_rng_state()
+    with torch.no_grad():
+        a, b = model(x), model(x)
+    assert torch.equal(torch.random.get_rng_state(), state) and torch.equal(a, b)
+    with torch.no_grad():  # other slices than sret_lt's: other logits from the same weights
+        assert not torch.allclose(a, _loaded("sret_lt", token_permutation="seeded")(x), atol=1e-4)
+
+
+def test_group_attention_is_global_attention_per_slice() -> None:
+    """Sliced group self-attention with g groups = global attention run on each of the g
+    contiguous token slices separately (upstream's reshape to (B, g, N / g, ...))."""
+    torch.manual_seed(0)
+    attn = GroupAttention(64, num_heads=2).eval()
+    x = torch.randn(2, 784, 64)
+    with torch.no_grad():
+        sliced = attn(x, num_groups=16)
+        per_slice = torch.cat([attn(c, num_groups=1) for c in x.chunk(16, dim=1)], dim=1)
+    torch.testing.assert_close(sliced, per_slice, rtol=1e-5, atol=1e-6)
 
 
 def test_slicing_only_saves_attention_macs() -> None:
@@ -383,7 +430,7 @@ def test_registry_records_the_readme_checkpoints() -> None:
     from zoo.registry import registry
 
     records = {t: r for t, r in registry().records.items() if t.startswith("sret")}
-    assert {t.split(".")[0] for t in records} == set(VARIANTS)
+    assert {t.split(".")[0] for t in records} == set(VARIANTS + SPEC_ONLY)
     assert {t.split(".")[1] for t in records} == {"in1k", "in1k_dist"}
     urls = [r.source.url for r in records.values()]
     assert len(set(urls)) == len(urls)
@@ -392,7 +439,7 @@ def test_registry_records_the_readme_checkpoints() -> None:
         assert not rec.pretrained and rec.source.sha256 is None  # convertible, never invented
         spec = zoo.get_spec(tag.split(".")[0])
         assert rec.metrics.img_size == spec.data.input_size[1]
-    for name in VARIANTS:  # the spec's top-1 is the README row of the plain (or the only) weights
+    for name in VARIANTS + SPEC_ONLY:  # the spec's top-1 is the README row of the plain (or the only) weights
         top1 = zoo.get_spec(name).reported.top1
         plain, dist = records.get(f"{name}.in1k"), records.get(f"{name}.in1k_dist")
         assert (plain or dist).metrics.top1 == top1
