@@ -3,8 +3,10 @@
 For each published network (specs/deepmad.yaml), run ``design`` with the budgets of its
 TinyNAS search config (configs/classification/deepmad_*.py: FLOPs, model size, rho0), its
 resolution, block type, stride pattern, stem width and final 1x1 width, in TinyNAS-compatible
-scoring; print the designer's score / entropy / budget slack / time next to the published
-structure's (same score, same exact MACs and params definitions).
+scoring with the FLOPs budget in TinyNAS's own unit (``macs_count="tinynas"``: its
+``get_flops``, which the configs' budgets bound); print the designer's score / entropy / budget
+slack / time next to the published structure's (same score, same cost and params definitions).
+``--native`` scores as zoo does and bounds zoo's MAC count instead.
 
     PYTHONPATH=. python scripts/bench_deepmad_designer.py [--only deepmad_r18,...] [--native]
 """
@@ -41,9 +43,11 @@ def main() -> None:
     args = ap.parse_args()
     compat = not args.native
     names = [n for n in BUDGETS if not args.only or n in args.only.split(",")]
-    print(f"scoring: {'TinyNAS-compatible' if compat else 'native'}; slack = 1 - used / budget")
+    count = "tinynas" if compat else "zoo"
+    print(f"scoring: {'TinyNAS-compatible' if compat else 'native'}; FLOPs budget bounds "
+          f"{'TinyNAS get_flops' if compat else 'zoo MACs'}; slack = 1 - used / budget")
     head = (f"{'model':16} {'who':9} {'score':>9} {'entropy':>9} {'rho':>6} {'GMACs':>7} "
-            f"{'Mparams':>8} {'slack macs/params/rho':>22} {'time s':>7}")
+            f"{'TN GFLOPs':>9} {'Mparams':>8} {'slack flops/params/rho':>23} {'time s':>7}")
     print(head)
     print("-" * len(head))
     for name in names:
@@ -55,13 +59,14 @@ def main() -> None:
         d = design(macs=macs, params=params, rho=rho, block=arch.block, resolution=res,
                    strides=[sb.stride for sb in arch.stages], stem_chs=arch.stem.out_chs,
                    final_chs=arch.final_conv.out_chs if arch.final_conv else None,
-                   tinynas_compat=compat, name=f"{name}_designed")
+                   tinynas_compat=compat, macs_count=count, name=f"{name}_designed")
         seconds = time.perf_counter() - t0
         for who, ev, sec in (("published", pub, None), ("designer", d.evaluation, seconds)):
-            slack = (1 - ev.macs / macs, 1 - ev.params / params, 1 - ev.rho / rho)
+            used = ev.tinynas_flops if compat else ev.macs
+            slack = (1 - used / macs, 1 - ev.params / params, 1 - ev.rho / rho)
             print(f"{name:16} {who:9} {ev.score:9.2f} {ev.entropy:9.2f} {ev.rho:6.3f} "
-                  f"{ev.macs / 1e9:7.3f} {ev.params / 1e6:8.3f} "
-                  f"{'/'.join(f'{s:+.3f}' for s in slack):>22} "
+                  f"{ev.macs / 1e9:7.3f} {ev.tinynas_flops / 1e9:9.3f} {ev.params / 1e6:8.3f} "
+                  f"{'/'.join(f'{s:+.3f}' for s in slack):>23} "
                   f"{'' if sec is None else f'{sec:7.1f}'}")
         gain = d.evaluation.score - pub.score
         shape = ", ".join(f"{sb.out_chs}/{sb.btn_chs}/k{sb.kernel_size}/L{sb.depth}"

@@ -29,6 +29,14 @@ TINYNAS_SCORES = {"deepmad_29m_224": 11915.37, "deepmad_29m_288": 11705.14,
                   "deepmad_r34": 43142.67, "deepmad_r50": 48919.28}
 # rho0 of each network's TinyNAS search config (configs/classification/deepmad_*.py)
 RHO0 = {"k1kxk1": 0.3, "k1dwsek1": 0.5}
+# TinyNAS's own cost of the published structures: sum of block.get_flops(res) over
+# CnnNet(structure_txt).block_list with res /= block.stride (tinynas/models/cnnnet.py
+# get_flops), computed with TinyNAS's block classes at commit 8ccaf88 (reference data, like
+# the golden vectors; the FLOPs budgets of TinyNAS's configs and README are in this unit).
+TINYNAS_FLOPS = {"deepmad_r18": 1837323208.0, "deepmad_r34": 3675274792.0,
+                 "deepmad_r50": 4087263656.0, "deepmad_29m_224": 4448877776.0,
+                 "deepmad_29m_288": 4434568884.0, "deepmad_50m": 8611349082.0,
+                 "deepmad_89m": 15257277784.0}
 
 
 def _res(spec) -> int:
@@ -82,6 +90,51 @@ def test_macs_and_params_exact(name: str) -> None:
     assert 0.96 * reported <= macs <= reported
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_tinynas_flops_reproduce_tinynas_and_split_into_macs(name: str) -> None:
+    """scores.tinynas_flops is TinyNAS's get_flops exactly, and it is the measured MACs minus SE
+    and classifier MACs plus the element counts TinyNAS adds: 2 per BN output, 1 per activation
+    output, 1 per projected-shortcut output (the add), 1 per stride-2 avg-pooled shortcut input
+    (all exact here: 224 and 288 divide by 32)."""
+    spec = zoo.get_spec(name)
+    res = _res(spec)
+    flops = scores.tinynas_flops(spec.arch, res)
+    assert flops == TINYNAS_FLOPS[name]
+    model = build_model(spec, meta=True).to("meta").eval()
+    macs = count_macs(model, spec.data.input_size)
+    se = {n for n, m in model.named_modules() if n.endswith(".se")}
+    assert bool(se) == (spec.arch.block == "k1dwsek1")
+    # SE convs act on a 1x1 map: their MACs are their weights' sizes
+    se_macs = sum(m.weight.numel() for n, m in model.named_modules()
+                  if isinstance(m, nn.Conv2d) and any(n.startswith(p + ".") for p in se))
+    elements = {"bn": 0, "act": 0, "pool": 0, "add": 0}
+
+    def count(kind: str, use_input: bool = False):
+        def hook(mod, inp, out) -> None:
+            elements[kind] += (inp[0] if use_input else out).numel()
+        return hook
+
+    for n, m in model.named_modules():
+        if any(n.startswith(p + ".") for p in se):
+            continue  # TinyNAS counts nothing of the SE
+        if isinstance(m, nn.BatchNorm2d):
+            m.register_forward_hook(count("bn"))
+        elif isinstance(m, (nn.ReLU, nn.SiLU)):  # TinyNAS's "relu flops", whatever the act
+            m.register_forward_hook(count("act"))
+        elif isinstance(m, nn.AvgPool2d):
+            m.register_forward_hook(count("pool", use_input=True))
+        if n.endswith(".shortcut_proj") and not isinstance(m, nn.Identity):
+            m.register_forward_hook(count("add"))
+    with torch.no_grad():
+        model(torch.zeros(1, *spec.data.input_size, device="meta"))
+    classifier = spec.arch.num_features * spec.data.num_classes
+    expected = (macs - se_macs - classifier
+                + 2 * elements["bn"] + elements["act"] + elements["pool"] + elements["add"])
+    assert flops == expected, (macs, se_macs, classifier, elements)
+    # zoo's MACs and TinyNAS's cost differ by the element counts: 1-3% here
+    assert 0.97 < macs / flops < 0.99
+
+
 def test_designer_terms_agree_with_scores() -> None:
     """The designer's vectorized objective/costs equal scores.evaluate on every published net."""
     for name in NAMES:
@@ -105,6 +158,7 @@ def test_designer_terms_agree_with_scores() -> None:
             assert float(np.exp(t["log_rho"].max())) == pytest.approx(ev.rho, rel=1e-12)
             assert int(round(float(t["macs"]))) == ev.macs
             assert int(round(float(t["params"]))) == ev.params
+            assert float(t["tinynas_flops"]) == pytest.approx(ev.tinynas_flops, rel=1e-12)
 
 
 # --- model semantics ---------------------------------------------------------------------------
@@ -232,6 +286,9 @@ def test_spec_errors_name_the_field() -> None:
     ({"macs": 6e8, "params": 5e6, "max_layers": 10}, "layer budget 10 cannot be met"),
     ({"macs": 6e8, "params": 5e6, "num_stages": 3}, "stride-2"),
     ({"macs": 6e8, "params": 5e6, "block": "kxkx"}, "block must be"),
+    ({"macs": 6e8, "params": 5e6, "macs_count": "flops"}, "macs_count must be 'zoo' or 'tinynas'"),
+    ({"macs": 1e6, "params": 5e6, "macs_count": "tinynas"},
+     "TinyNAS FLOPs budget 1e\\+06 cannot be met"),
 ])
 def test_designer_rejects_invalid_budgets(kwargs, match) -> None:
     with pytest.raises(D.DesignError, match=match):
@@ -269,14 +326,20 @@ def test_cli_design_builds_within_budget(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_designer_beats_published_29m_224_in_compat_mode() -> None:
+@pytest.mark.parametrize("count", ["zoo", "tinynas"])
+def test_designer_beats_published_29m_224_in_compat_mode(count: str) -> None:
+    """Under the 29M-224 search config's budgets (4.5 GFLOPs, 29M params, rho0 0.5), counted as
+    zoo's MACs or as TinyNAS's own get_flops (the unit of that budget)."""
     pub = zoo.get_spec("deepmad_29m_224").arch
     d = D.design(macs=4.5e9, params=29e6, rho=0.5, block="k1dwsek1", strides=(1, 2, 2, 2, 2),
-                 stem_chs=40, final_chs=1792, tinynas_compat=True)
+                 stem_chs=40, final_chs=1792, tinynas_compat=True, macs_count=count)
     published = scores.evaluate(pub, 224, tinynas_compat=True)
     assert d.evaluation.score >= published.score
     assert all(v >= 0 for v in d.slack().values())
-    assert d.evaluation.macs <= 4.5e9 and d.evaluation.params <= 29e6
+    cost = d.evaluation.tinynas_flops if count == "tinynas" else d.evaluation.macs
+    assert cost <= 4.5e9 and d.evaluation.params <= 29e6
+    assert d.arch.design.budget.macs_count == count
+    assert d.arch.design.tinynas_flops == d.evaluation.tinynas_flops
 
 
 def test_designer_is_public_as_zoo_deepmad() -> None:

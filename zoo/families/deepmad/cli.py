@@ -44,7 +44,7 @@ def cmd_design_deepmad(args: argparse.Namespace) -> int:
                max_layers=args.max_layers, stem_chs=stem_chs, final_chs=args.final_chs,
                kernel_sizes=args.kernels, max_depth=args.max_depth,
                channel_step=args.channel_step, tinynas_compat=args.tinynas_compat,
-               num_classes=args.num_classes, name=args.name)
+               macs_count=args.macs_count, num_classes=args.num_classes, name=args.name)
     text = d.to_yaml()
     if args.out:
         yamlio.atomic_write_text(args.out, text)
@@ -53,7 +53,8 @@ def cmd_design_deepmad(args: argparse.Namespace) -> int:
     e = d.evaluation
     slack = ", ".join(f"{k} {v:+.2%}" for k, v in d.slack().items())
     print(f"# {args.name}: score {e.score:.2f} (entropy {e.entropy:.2f}, penalty "
-          f"{e.depth_penalty:.2f}), rho {e.rho:.4f}, {e.macs / 1e9:.3f} GMACs, "
+          f"{e.depth_penalty:.2f}), rho {e.rho:.4f}, {e.macs / 1e9:.3f} GMACs "
+          f"({e.tinynas_flops / 1e9:.3f} G TinyNAS FLOPs), "
           f"{e.params / 1e6:.3f}M params w/o classifier; slack: {slack}; {d.seconds:.1f} s"
           + (f"; written to {args.out}" if args.out else ""), file=sys.stderr)
     return 0
@@ -89,6 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-depth", type=int, default=16, help="most blocks per super-block")
     p.add_argument("--channel-step", type=int, default=8)
     p.add_argument("--tinynas-compat", action="store_true", help="score as TinyNAS does")
+    p.add_argument("--macs-count", choices=("zoo", "tinynas"), default="zoo",
+                   help="what --macs bounds: zoo's MAC count (default) or TinyNAS's get_flops "
+                   "(the unit of TinyNAS's and the DeepMAD README's FLOPs budgets)")
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--name", default="deepmad_designed", help="model name of the spec")
     p.add_argument("--out", help="write the spec YAML here (default: stdout)")

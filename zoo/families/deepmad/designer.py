@@ -30,8 +30,10 @@ then exact rounding):
    +-1 with a compensating width change, one kernel step, the stem) until no move improves.
 
 Scores and costs are those of :mod:`.scores` (the result is checked against it).  Budgets:
-``macs`` counts what ``zoo.measure.count_macs`` counts (classifier included), ``params``
-excludes the classifier.  No torch is imported; scipy is needed (``pip install scipy``).
+``macs`` counts what ``zoo.measure.count_macs`` counts (classifier included), or, with
+``macs_count="tinynas"``, TinyNAS's own cost (:func:`.scores.tinynas_flops`: conv MACs + BN,
+ReLU and pooling element counts, no SE / classifier; the unit of TinyNAS's FLOPs budgets);
+``params`` excludes the classifier.  No torch is imported; scipy is needed (``pip install scipy``).
 """
 from __future__ import annotations
 
@@ -82,6 +84,7 @@ class Space:
     tinynas_compat: bool
     num_classes: int
     in_chans: int
+    macs_count: str = "zoo"  # what the ``macs`` budget bounds: "zoo" MACs or "tinynas" FLOPs
     se_ratio: float = 0.25
     se_divisor: int = 8
     stem_kernel: int = 3
@@ -108,6 +111,9 @@ class _Geometry:
         r = _out_res(sp.resolution, sp.stem_kernel, sp.stem_stride)
         self.r_stem = r
         self.r_in, self.r_out = np.zeros(n), np.zeros(n)
+        # TinyNAS's cost divides resolutions by the strides without rounding
+        self.t_in = sp.resolution / sp.stem_stride / np.cumprod([1, *sp.strides[:-1]])
+        self.t_out = self.t_in / np.asarray(sp.strides, float)
         compat_r = sp.resolution // sp.stem_stride
         block_res = [r]  # output resolution of every TinyNAS block, as the entropy sees it
         block_res_compat = [compat_r]
@@ -203,13 +209,37 @@ def _terms(sp: Space, g: _Geometry, p: _Point, exact: bool) -> dict[str, np.ndar
     if sp.final_chs is not None:
         macs = macs + ro2[-1] * c[..., -1] * sp.final_chs
         params = params + c[..., -1] * sp.final_chs + 2 * sp.final_chs
+    flops = _tinynas_flops(sp, g, p, cin, exact)
     return {"entropy": entropy, "penalty": penalty, "score": entropy - penalty,
-            "log_rho": log_rho, "macs": macs, "params": params, "layers": d_cum[..., -1]}
+            "log_rho": log_rho, "macs": macs, "params": params, "layers": d_cum[..., -1],
+            "tinynas_flops": flops, "cost": flops if sp.macs_count == "tinynas" else macs}
+
+
+def _tinynas_flops(sp: Space, g: _Geometry, p: _Point, cin: np.ndarray,
+                   exact: bool) -> np.ndarray:
+    """:func:`.scores.tinynas_flops` of ``p`` (broadcasting): per block, conv MACs + 3 per
+    BN+ReLU output, the shortcut's projection and stride-2 average pool."""
+    c0, c, b, k, L = p.c0, p.c, p.b, p.k, p.L
+    ti2, to2 = g.t_in ** 2, g.t_out ** 2
+    kxk = b * k * k if sp.dw else b * b * k * k
+    first = ti2 * (cin * b + 3 * b) + to2 * (kxk + 3 * b + b * c + 3 * c)
+    rest = to2 * (2 * c * b + kxk + 6 * b + 3 * c)
+    stride2 = np.asarray(sp.strides) == 2
+    if sp.dw:  # identity shortcut only where the widths agree (never in the relaxation)
+        if exact:
+            first = first + np.where(stride2 & (cin == c), ti2 * cin, 0.0)
+    else:  # projected shortcut on every first block, avg-pooled on stride 2
+        first = first + to2 * (cin * c + 3 * c) + np.where(stride2, ti2 * cin, 0.0)
+    flops = (sp.resolution ** 2 * (sp.in_chans * sp.stem_kernel ** 2 + 3) * c0
+             / sp.stem_stride ** 2 + np.sum(first + (L - 1) * rest, -1))
+    if sp.final_chs is not None:
+        flops = flops + to2[-1] * (c[..., -1] * sp.final_chs + 3 * sp.final_chs)
+    return flops
 
 
 def _violations(sp: Space, t: dict[str, np.ndarray]) -> np.ndarray:
     """Stacked constraint values, feasible where all <= 0 (relative units)."""
-    v = [np.log(t["macs"] / sp.macs), np.log(t["params"] / sp.params),
+    v = [np.log(t["cost"] / sp.macs), np.log(t["params"] / sp.params),
          np.max(t["log_rho"], -1) - math.log(sp.rho)]
     if sp.max_layers is not None:
         v.append((t["layers"] - sp.max_layers) / sp.max_layers)
@@ -253,7 +283,7 @@ class _Relaxation:
         """Objective (B,) and constraint values (B, m) (feasible where >= 0) of a batch."""
         sp, n = self.sp, self.sp.n
         t = _terms(sp, self.g, self.point(X), exact=False)
-        cons = [-np.log(t["macs"] / sp.macs)[:, None], -np.log(t["params"] / sp.params)[:, None]]
+        cons = [-np.log(t["cost"] / sp.macs)[:, None], -np.log(t["params"] / sp.params)[:, None]]
         if not self.min_rho:
             cons.append(math.log(sp.rho) - t["log_rho"])
         if sp.max_layers is not None:
@@ -334,8 +364,11 @@ def _grid_pair(v: np.ndarray, step: int, lo: int, hi: int) -> np.ndarray:
 
 
 def _round_widths(sp: Space, g: _Geometry, x_c0: float, x_c: np.ndarray, x_b: np.ndarray,
-                  k: np.ndarray, L: np.ndarray) -> tuple[float, _Point] | None:
-    """Best feasible floor/ceil rounding of the widths (all 2^(2n+1) at once), or None."""
+                  k: np.ndarray, L: np.ndarray,
+                  depth_moves: bool = False) -> tuple[float, _Point] | None:
+    """Best feasible floor/ceil rounding of the widths (all 2^(2n+1) at once), or None.  If
+    none is feasible, the least-violating one is repaired by integer descent (with
+    ``depth_moves``, also moving depths)."""
     n, st = sp.n, sp.channel_step
     wlo, whi = _grid_lo(sp.width[0], st), sp.width[1]
     opts = [_grid_pair(np.array([x_c0]), st, _grid_lo(sp.stem_chs[0], st), sp.stem_chs[1])[0]]
@@ -349,7 +382,7 @@ def _round_widths(sp: Space, g: _Geometry, x_c0: float, x_c: np.ndarray, x_b: np
     i = int(np.argmin(excess))
     q = _Point(p.c0[i], p.c[i].copy(), p.b[i].copy(), p.k[i].copy(), p.L[i].copy())
     if excess[i] > 0:
-        q = _repair(sp, g, q)
+        q = _repair(sp, g, q, with_depth=depth_moves)
         if q is None:
             return None
     ok, score = _feasible(sp, g, q)
@@ -417,13 +450,14 @@ def _batch(moves: list[_Point]) -> _Point:
                   np.stack([q.L for q in moves]))
 
 
-def _repair(sp: Space, g: _Geometry, p: _Point, max_steps: int = 500) -> _Point | None:
+def _repair(sp: Space, g: _Geometry, p: _Point, max_steps: int = 500,
+            with_depth: bool = False) -> _Point | None:
     """Steepest descent on the total violation over integer moves; None if stuck."""
     v = float(_excess(sp, g, _batch([p]))[0])
     for _ in range(max_steps):
         if v <= 0:
             return p
-        moves = _neighbours(sp, p, with_depth=False)
+        moves = _neighbours(sp, p, with_depth=with_depth)
         if not moves:
             return None
         ex = _excess(sp, g, _batch(moves))
@@ -489,7 +523,8 @@ class Design:
     def slack(self) -> dict[str, float]:
         """Unused fraction of every budget (>= 0 when the design satisfies it)."""
         e, sp = self.evaluation, self.space
-        out = {"macs": 1 - e.macs / sp.macs, "params": 1 - e.params / sp.params,
+        used = e.tinynas_flops if sp.macs_count == "tinynas" else e.macs
+        out = {"macs": 1 - used / sp.macs, "params": 1 - e.params / sp.params,
                "rho": 1 - e.rho / sp.rho}
         if sp.max_layers is not None:
             out["layers"] = 1 - e.layers / sp.max_layers
@@ -515,7 +550,7 @@ def _smallest(sp: Space, g: _Geometry) -> dict[str, float]:
                np.full(sp.n, float(b)), np.array([min(k) for k in sp.kernels], float),
                np.ones(sp.n))
     t = _terms(sp, g, p, exact=True)
-    return {"macs": float(t["macs"]), "params": float(t["params"]), "layers": float(t["layers"])}
+    return {"macs": float(t["cost"]), "params": float(t["params"]), "layers": float(t["layers"])}
 
 
 def _single_blas_thread(fn: Callable[..., Design]) -> Callable[..., Design]:
@@ -545,7 +580,7 @@ def design(*, macs: float, params: float, rho: float = 0.5, block: str = "k1dwse
            channel_step: int = 8, stage_weights: Sequence[float] = STAGE_WEIGHTS,
            depth_penalty: float = DEPTH_PENALTY, tinynas_compat: bool = False,
            num_classes: int = 1000, in_chans: int = 3, name: str = "deepmad_designed",
-           neighbourhood: int = 0) -> Design:
+           neighbourhood: int = 0, macs_count: str = "zoo") -> Design:
     """Design a DeepMAD network for the given budgets.
 
     Args:
@@ -567,11 +602,16 @@ def design(*, macs: float, params: float, rho: float = 0.5, block: str = "k1dwse
         stage_weights, depth_penalty: the objective's w_i and penalty factor.
         tinynas_compat: score as TinyNAS does (see :mod:`.scores`).
         neighbourhood: also branch on depths/kernels this far beyond floor/ceil.
+        macs_count: what ``macs`` bounds: ``"zoo"`` (MACs as ``zoo.measure`` counts them) or
+            ``"tinynas"`` (TinyNAS's ``get_flops``, the unit of its configs' FLOPs budgets and
+            of the DeepMAD README's FLOPs column: use it to design under a published budget).
     """
     t0 = time.perf_counter()
     _check_budgets(macs, params, rho, max_layers, resolution)
     if block not in ("k1dwsek1", "k1kxk1"):
         raise DesignError(f"block must be 'k1dwsek1' or 'k1kxk1', got {block!r}")
+    if macs_count not in ("zoo", "tinynas"):
+        raise DesignError(f"macs_count must be 'zoo' or 'tinynas', got {macs_count!r}")
     if strides is None:
         if num_stages < len(stage_weights) - 1:
             raise DesignError(f"num_stages={num_stages} cannot hold the {len(stage_weights) - 1} "
@@ -606,10 +646,11 @@ def design(*, macs: float, params: float, rho: float = 0.5, block: str = "k1dwse
                btn_ratio=(float(ratio[0]), float(ratio[1])), channel_step=channel_step,
                stage_weights=tuple(float(w) for w in stage_weights),
                depth_penalty=float(depth_penalty), tinynas_compat=tinynas_compat,
-               num_classes=num_classes, in_chans=in_chans)
+               num_classes=num_classes, in_chans=in_chans, macs_count=macs_count)
     g = _Geometry(sp)
     smallest = _smallest(sp, g)
-    for key, budget, label in (("macs", sp.macs, "MACs"), ("params", sp.params, "params")):
+    macs_label = "TinyNAS FLOPs" if macs_count == "tinynas" else "MACs"
+    for key, budget, label in (("macs", sp.macs, macs_label), ("params", sp.params, "params")):
         if smallest[key] > budget:
             raise DesignError(
                 f"{label} budget {budget:.4g} cannot be met: the smallest {block} network of this "
@@ -692,6 +733,11 @@ def design(*, macs: float, params: float, rho: float = 0.5, block: str = "k1dwse
                                     np.exp(x2[1 + n:1 + 2 * n]), k, L)
                 if got is not None:
                     break
+        if got is None:
+            # the skeleton's feasible set is too thin for the channel grid: repair the
+            # exact-budget rounding with depth moves too (the skeleton may change)
+            got = _round_widths(sp, g, math.exp(x[0]), np.exp(x[1:1 + n]),
+                                np.exp(x[1 + n:1 + 2 * n]), k, L, depth_moves=True)
         if got is not None and (best is None or got[0] > best[0]):
             best = got
     if best is None:
@@ -709,9 +755,11 @@ def design(*, macs: float, params: float, rho: float = 0.5, block: str = "k1dwse
         raise AssertionError(f"designer and scores disagree: {score} vs {ev.score}")
     seconds = time.perf_counter() - t0
     record = {"budget": {"macs": sp.macs, "params": sp.params, "rho": sp.rho,
-                         "layers": max_layers, "resolution": resolution},
+                         "layers": max_layers, "resolution": resolution,
+                         "macs_count": macs_count},
               "tinynas_compat": tinynas_compat, "score": ev.score, "entropy": ev.entropy,
-              "rho": ev.rho, "macs": ev.macs, "params": ev.params,
+              "rho": ev.rho, "macs": ev.macs, "tinynas_flops": ev.tinynas_flops,
+              "params": ev.params,
               "stage_weights": list(sp.stage_weights),
               "solver": f"SLSQP relaxation + branch on {len(branches)} (L, k) skeletons "
                         f"({pruned} pruned) + exact rounding + local polish",
@@ -763,12 +811,17 @@ def _why_infeasible(sp: Space, g: _Geometry, reach: float | None = None) -> str:
     """Name the constraint that cannot be met."""
     best = _min_rho(sp, g) if reach is None else reach
     if math.isinf(best):
-        return (f"no {sp.block} network meets MACs <= {sp.macs:.4g} and params <= {sp.params:.4g}"
+        return (f"no {sp.block} network meets {_cost_label(sp)} <= {sp.macs:.4g} and params <= "
+                f"{sp.params:.4g}"
                 + (f" with at most {sp.max_layers} layers" if sp.max_layers else "")
                 + " in this space; raise those budgets")
-    return (f"rho0 = {sp.rho:g} cannot be met: within MACs <= {sp.macs:.4g} and params <= "
-            f"{sp.params:.4g} the smallest effectiveness reachable is about {best:.3g}; raise rho0 "
+    return (f"rho0 = {sp.rho:g} cannot be met: within {_cost_label(sp)} <= {sp.macs:.4g} and "
+            f"params <= {sp.params:.4g} the smallest effectiveness reachable is about {best:.3g}; raise rho0 "
             "or the MACs/params budgets")
+
+
+def _cost_label(sp: Space) -> str:
+    return "TinyNAS FLOPs" if sp.macs_count == "tinynas" else "MACs"
 
 
 __all__ = ["Design", "DesignError", "Space", "design"]

@@ -58,6 +58,8 @@ class Budget(StrictModel):
 
     macs: float | None = Field(None, gt=0,
                                description="MACs of one forward pass, classifier included")
+    macs_count: Literal["zoo", "tinynas"] = Field(
+        "zoo", description="what `macs` bounds: zoo.measure MACs, or TinyNAS's get_flops cost")
     params: float | None = Field(None, gt=0, description="parameters without the classifier")
     rho: float = Field(gt=0, description="rho0: bound on the effectiveness rho")
     layers: int | None = Field(None, gt=0, description="bound on the number of conv layers")
@@ -73,6 +75,7 @@ class DesignRecord(StrictModel):
     entropy: float = Field(description="sum_i w_i H_i (TinyNAS compute_deepmad score)")
     rho: float
     macs: int
+    tinynas_flops: float | None = Field(None, description="TinyNAS's get_flops cost")
     params: int = Field(description="parameters without the classifier")
     stage_weights: tuple[float, ...]
     solver: str

@@ -26,6 +26,10 @@ number its logs print, is ``entropy``; the search objective is ``score``.)
 
 Costs are exact: :func:`macs` counts what ``zoo.measure.count_macs`` counts (convolutions and
 the classifier; not BN, activations or pooling) and :func:`params` counts every parameter.
+:func:`tinynas_flops` is TinyNAS's own cost (``CnnNet.get_flops``), the unit of its FLOPs budgets
+and of the DeepMAD README's "FLOPs" column: conv multiply-accumulates plus 2 per BN output, 1 per
+ReLU output and 1 per average-pooled input element, without SE and classifier, on real-valued
+resolutions (``res / stride``).
 """
 from __future__ import annotations
 
@@ -110,6 +114,7 @@ class Evaluation:
     params: int = field(metadata={"doc": "without the classifier"})
     classifier_params: int
     layers: int
+    tinynas_flops: float = field(metadata={"doc": "TinyNAS's cost (see tinynas_flops)"})
 
     @property
     def params_total(self) -> int:
@@ -165,7 +170,7 @@ def evaluate(arch: Arch, resolution: int, *, tinynas_compat: bool = False,
         stage_resolution=tuple(resos), macs=macs(arch, resolution, num_classes, in_chans),
         params=params(arch, in_chans),
         classifier_params=(arch.num_features + 1) * num_classes if num_classes > 0 else 0,
-        layers=per_block[-1][1])
+        layers=per_block[-1][1], tinynas_flops=tinynas_flops(arch, resolution, in_chans))
 
 
 def macs(arch: Arch, resolution: int, num_classes: int = 1000, in_chans: int = 3) -> int:
@@ -201,6 +206,44 @@ def macs(arch: Arch, resolution: int, num_classes: int = 1000, in_chans: int = 3
     return total + arch.num_features * num_classes
 
 
+def tinynas_flops(arch: Arch, resolution: int, in_chans: int = 3) -> float:
+    """TinyNAS's cost of ``arch`` at ``resolution``, as ``CnnNet.get_flops(resolution)`` computes
+    it from its blocks' ``flops`` fields (``blocks_basic.py``, ``super_res_k1kxk1.py``,
+    ``super_res_k1dwsek1.py``): per conv ``c_in c_out k^2 / (g s^2) + 2 c_out / s^2`` (BN) per
+    input pixel, ``+ c_out / s^2`` per ReLU, ``+ c_in`` for the avg-pool of a stride-2 shortcut;
+    SE and the classifier are not counted; resolutions are divided, not floored."""
+
+    def conv(cin: float, cout: float, k: int, s: int = 1, g: float = 1.0) -> float:
+        return (cin * cout * k * k / g + 2 * cout) / s ** 2  # ConvKXBN
+
+    st = arch.stem
+    r = float(resolution)
+    total = r * r * (conv(in_chans, st.out_chs, st.kernel_size, st.stride)
+                     + st.out_chs / st.stride ** 2)  # ConvKXBNRELU
+    r /= st.stride
+    dw = arch.block == "k1dwsek1"
+    for sb in arch.stages:
+        b, c, k = sb.btn_chs, sb.out_chs, sb.kernel_size
+        for i in range(sb.depth):
+            cin, s = (sb.in_chs, sb.stride) if i == 0 else (c, 1)
+            f = (conv(cin, b, 1) + conv(b, b, k, s, b if dw else 1) + conv(b, c, 1) / s ** 2
+                 + b + b / s ** 2 + c / s ** 2)  # three ConvKXBN, three ReLUs
+            # k1kxk1: a shortcut everywhere, projected where widths differ and on every
+            # super-block's first block (force_resproj); k1dwsek1: identity shortcut only
+            shortcut = not dw or cin == c
+            if not dw and (i == 0 or cin != c):
+                f += conv(cin, c, 1) / s ** 2 + c / s ** 2
+            if shortcut and s == 2:
+                f += cin
+            total += r * r * f
+            r /= s
+    if arch.final_conv is not None:
+        fc = arch.final_conv
+        total += r * r * (conv(arch.stages[-1].out_chs, fc.out_chs, fc.kernel_size, fc.stride)
+                          + fc.out_chs / fc.stride ** 2)
+    return total
+
+
 def params(arch: Arch, in_chans: int = 3) -> int:
     """Parameters without the classifier (conv weights and BN affine parameters)."""
 
@@ -228,4 +271,4 @@ def params(arch: Arch, in_chans: int = 3) -> int:
 
 
 __all__ = ["DEPTH_PENALTY", "STAGE_WEIGHTS", "Evaluation", "Layer", "Unit", "evaluate", "macs",
-           "params", "units"]
+           "params", "tinynas_flops", "units"]
