@@ -21,14 +21,14 @@ No torch here: validation and listing stay cheap.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
 from zoo.spec import NAME_PATTERN, ArchBase, StrictModel
 
 Act = Literal["swish", "relu", "relu6", "hard_swish"]
-Choices = tuple[int, ...]
+Choices = tuple[int, ...]  # plain: a child's picks (Subnet); validated sets below
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int = 1) -> int:
@@ -38,47 +38,51 @@ def make_divisible(value: float, divisor: int = 8, min_value: int = 1) -> int:
     return new + divisor if new < 0.9 * value else new
 
 
-def _sorted_unique(v: Choices, what: str) -> Choices:
+def _increasing(v: Choices, info: ValidationInfo) -> Choices:
     if not v:
-        raise ValueError(f"{what} needs at least one choice")
+        raise ValueError(f"{info.field_name} needs at least one choice")
     if list(v) != sorted(set(v)):
-        raise ValueError(f"{what} choices must be strictly increasing, got {list(v)}")
+        raise ValueError(f"{info.field_name} choices must be strictly increasing, got {list(v)}")
     return v
+
+
+def _positive(v: Choices, info: ValidationInfo) -> Choices:
+    if min(v) < 1:
+        raise ValueError(f"{info.field_name} choices must be positive, got {list(v)}")
+    return v
+
+
+def _odd(v: Choices) -> Choices:
+    if any(k % 2 == 0 for k in v):
+        raise ValueError(f"kernel sizes must be odd (centre crop), got {list(v)}")
+    return v
+
+
+# The choices of one elastic dimension of a search space; errors name the field (and pydantic's
+# error location the stage).  Validators run in nesting order: increasing, positive, odd.
+ChoiceSet = Annotated[Choices, AfterValidator(_increasing)]
+PositiveChoiceSet = Annotated[ChoiceSet, AfterValidator(_positive)]
+KernelChoiceSet = Annotated[PositiveChoiceSet, AfterValidator(_odd)]
 
 
 class StemSpace(StrictModel):
     """The first 3x3 conv + BN + activation (``first_conv``)."""
 
-    width: Choices = Field(description="output channel choices (c)")
+    width: ChoiceSet = Field(description="output channel choices (c)")
     stride: Literal[1, 2] = 2
     act: Act = "swish"
-
-    @field_validator("width")
-    @classmethod
-    def _width(cls, v: Choices) -> Choices:
-        return _sorted_unique(v, "stem width")
 
 
 class StageSpace(StrictModel):
     """One stage of inverted-residual (MBConv) blocks; only its first block strides."""
 
-    width: Choices = Field(description="output channel choices (c)")
-    depth: Choices = Field(description="number-of-blocks choices (d)")
-    kernel_size: Choices = Field(description="depthwise kernel choices (k), odd")
-    expand_ratio: Choices = Field(description="expansion ratio choices (t)")
+    width: PositiveChoiceSet = Field(description="output channel choices (c)")
+    depth: PositiveChoiceSet = Field(description="number-of-blocks choices (d)")
+    kernel_size: KernelChoiceSet = Field(description="depthwise kernel choices (k), odd")
+    expand_ratio: PositiveChoiceSet = Field(description="expansion ratio choices (t)")
     stride: Literal[1, 2] = 1
     se: bool = Field(False, description="squeeze-and-excitation (h_sigmoid gate) after the dw conv")
     act: Act = "swish"
-
-    @field_validator("width", "depth", "kernel_size", "expand_ratio")
-    @classmethod
-    def _choices(cls, v: Choices, info) -> Choices:
-        v = _sorted_unique(v, info.field_name)
-        if min(v) < 1:
-            raise ValueError(f"{info.field_name} choices must be positive, got {list(v)}")
-        if info.field_name == "kernel_size" and any(k % 2 == 0 for k in v):
-            raise ValueError(f"kernel sizes must be odd (centre crop), got {list(v)}")
-        return v
 
     @property
     def expands(self) -> bool:
@@ -92,29 +96,19 @@ class HeadSpace(StrictModel):
     a 1x1 conv+act (no BN) to ``width``.  ``v3: false`` (BigNAS): 1x1 conv+BN+act to ``width``,
     then global pooling."""
 
-    width: Choices = Field(description="feature width choices before the classifier")
+    width: ChoiceSet = Field(description="feature width choices before the classifier")
     v3: bool = False
     expand: int = Field(6, ge=1, description="v3 head: expansion of the last stage width")
     act: Act = "swish"
-
-    @field_validator("width")
-    @classmethod
-    def _width(cls, v: Choices) -> Choices:
-        return _sorted_unique(v, "head width")
 
 
 class SearchSpace(StrictModel):
     """All elastic dimensions of a supernet."""
 
-    resolution: Choices = Field(description="input resolution choices")
+    resolution: ChoiceSet = Field(description="input resolution choices")
     stem: StemSpace
     stages: tuple[StageSpace, ...] = Field(min_length=1)
     head: HeadSpace
-
-    @field_validator("resolution")
-    @classmethod
-    def _res(cls, v: Choices) -> Choices:
-        return _sorted_unique(v, "resolution")
 
     @model_validator(mode="after")
     def _no_expansion_needs_aligned_input(self) -> "SearchSpace":

@@ -70,6 +70,7 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from zoo.errors import CheckpointError, InputShapeError, SpecError
+from zoo.layers.vit_head import check_global_pool, pool_tokens
 from zoo.model import ZooModel, check_input_size, linear_or_identity
 
 from .schema import Arch, KArAtConfig
@@ -279,10 +280,7 @@ class KArAtVisionTransformer(ZooModel):
         return self.norm(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        if self.global_pool == "token":
-            x = x[:, 0]
-        elif self.global_pool == "avg":
-            x = x[:, self.num_prefix_tokens:].mean(dim=1)
+        x = pool_tokens(x, self.global_pool, self.num_prefix_tokens)
         x = self.head_drop(self.fc_norm(x))
         return x if pre_logits else self.head(x)
 
@@ -291,11 +289,8 @@ class KArAtVisionTransformer(ZooModel):
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         if global_pool is not None:
-            if global_pool not in ("", "token", "avg"):
-                raise ValueError(f"global_pool must be '', 'token' or 'avg', got {global_pool!r}")
-            if global_pool == "token" and self.cls_token is None:
-                raise ValueError("global_pool 'token' needs a class token")
-            self.global_pool = global_pool
+            self.global_pool = check_global_pool(global_pool,
+                                                 class_token=self.cls_token is not None)
         self.num_classes = num_classes
         self.head = linear_or_identity(self.embed_dim, num_classes)
 

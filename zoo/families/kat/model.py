@@ -36,6 +36,7 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from zoo.errors import CheckpointError, InputShapeError
+from zoo.layers.vit_head import check_global_pool, pool_tokens
 from zoo.model import ZooModel, check_input_size, linear_or_identity
 
 from .schema import Arch
@@ -241,10 +242,7 @@ class KAT(ZooModel):
         return self.norm(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        if self.global_pool == "avg":
-            x = x[:, self.num_prefix_tokens:].mean(dim=1)
-        elif self.global_pool == "token":
-            x = x[:, 0]
+        x = pool_tokens(x, self.global_pool, self.num_prefix_tokens)
         x = self.head_drop(self.fc_norm(x))
         return x if pre_logits else self.head(x)
 
@@ -253,9 +251,7 @@ class KAT(ZooModel):
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         if global_pool is not None:
-            if global_pool not in ("", "token", "avg"):
-                raise ValueError(f"global_pool must be '', 'token' or 'avg', got {global_pool!r}")
-            self.global_pool = global_pool
+            self.global_pool = check_global_pool(global_pool)
         self.num_classes = num_classes
         device = self.cls_token.device if self.cls_token.device.type != "meta" else None
         self.head = linear_or_identity(self.embed_dim, num_classes).to(device)

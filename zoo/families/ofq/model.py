@@ -41,6 +41,7 @@ from torch import nn
 from zoo.layers.quant import (LearnableBias, LSQQuantizer, LSQWeightQuantizer, StatsQuantizer,
                               WeightQuantizer, dequantize_weight, make_weight_quantizer,
                               weight_code_range)
+from zoo.layers.vit_head import check_global_pool, pool_tokens
 from zoo.model import ZooModel, check_input_size
 
 from .packing import pack_bits, packed_numel, unpack_bits
@@ -517,9 +518,7 @@ class OFQDeiT(ZooModel):
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         if global_pool is not None:
-            if global_pool not in ("token", ""):
-                raise ValueError(f"global_pool must be 'token' or '', got {global_pool!r}")
-            self.global_pool = global_pool
+            self.global_pool = check_global_pool(global_pool, allowed=("token", ""))
         self.num_classes = num_classes
         self.head = self._make_head("head", num_classes)
         if self.arch.distilled:
@@ -540,12 +539,13 @@ class OFQDeiT(ZooModel):
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
-        if self.global_pool == "":
-            cls, dist = x, x
-        else:
-            cls, dist = x[:, 0], x[:, 1] if self.dist_token is not None else None
-        if dist is None:
+        """Class-token logits; distilled: the mean of the class- and distillation-token heads
+        (both heads' logits while :meth:`set_distilled_training` is on in training mode).
+        ``global_pool=''`` gives both heads the whole token sequence."""
+        cls = pool_tokens(x, self.global_pool)
+        if self.dist_token is None:
             return cls if pre_logits else self.head(cls)
+        dist = x[:, 1] if self.global_pool == "token" else x
         if pre_logits:
             return cls if self.global_pool == "" else (cls + dist) / 2
         cls, dist = self.head(cls), self.head_dist(dist)
