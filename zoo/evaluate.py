@@ -2,14 +2,16 @@
 
 Evaluation uses the model's own preprocessing (timm's ``resolve_data_config`` +
 ``create_transform`` on the model's ``pretrained_cfg``).  Under ``torchrun`` it shards the
-dataset over ranks without padding (every image is counted exactly once), reduces the counts
-with ``torch.distributed`` (gloo on CPU, nccl on GPU), and only rank 0 prints and writes.
+dataset over ranks with ``DistributedSampler`` minus its padding (every image is counted
+exactly once), reduces the counts with ``torch.distributed`` (gloo on CPU, nccl on GPU), and
+only rank 0 prints and writes.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
 import json
+import math
 import os
 import statistics
 import sys
@@ -17,9 +19,12 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from zoo.errors import ZooError
+
+if TYPE_CHECKING:
+    import torch
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -94,6 +99,36 @@ def load_label_map(path: str | Path | None, label_set: str, num_classes: int,
     return None
 
 
+def resolve_root(data: str | Path, split: str | None) -> Path:
+    """The ImageFolder to read: ``data/split`` for an explicit split (which must exist);
+    without one, ``data/val`` when present, else ``data`` itself."""
+    root = Path(data)
+    if not root.is_dir():
+        raise DataError(f"no such data folder: {root}")
+    if split is None:
+        return root / "val" if (root / "val").is_dir() else root
+    if not (root / split).is_dir():
+        raise DataError(f"no split folder {split!r} under {root} (pass the folder that holds the "
+                        "class sub-folders as --data, without --split)")
+    return root / split
+
+
+def shard_indices(num_samples: int, rank: int, world: int) -> list[int]:
+    """This rank's dataset indices: ``DistributedSampler``'s unshuffled split with its padding
+    dropped, so that over all ranks every index occurs exactly once."""
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(range(num_samples), num_replicas=world, rank=rank,
+                                 shuffle=False, drop_last=False)
+    own = len(range(rank, num_samples, world))  # the padding (repeats of the first indices) follows
+    return list(sampler)[:own]
+
+
+class _Unreadable(NamedTuple):
+    path: str
+    reason: str
+
+
 class _Dataset:
     def __init__(self, samples: list[Sample], transform, skip_bad: bool) -> None:
         self.samples, self.transform, self.skip_bad = samples, transform, skip_bad
@@ -110,21 +145,33 @@ class _Dataset:
                 x = self.transform(img.convert("RGB"))
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             if self.skip_bad:
-                return None
+                return _Unreadable(str(s.path), str(e))
             raise DataError(f"cannot read image {s.path}: {e} (fix or remove it, or pass "
                             "--skip-bad to skip unreadable images)") from None
-        return x, s.target, i
+        return x, s.target
 
 
-def _collate(batch):
+def _collate(batch: list[Any]) -> tuple[Any, Any, list[_Unreadable]]:
+    """Stack the readable images; pass the unreadable ones (``--skip-bad``) on to be reported."""
     import torch
 
-    good = [b for b in batch if b is not None]
-    skipped = len(batch) - len(good)
+    bad = [b for b in batch if isinstance(b, _Unreadable)]
+    good = [b for b in batch if not isinstance(b, _Unreadable)]
     if not good:
-        return None, None, None, skipped
-    xs, ys, idx = zip(*good)
-    return torch.stack(xs), torch.tensor(ys), torch.tensor(idx), skipped
+        return None, None, bad
+    xs, ys = zip(*good)
+    return torch.stack(xs), torch.tensor(ys), bad
+
+
+def _all_reduce(t: torch.Tensor, device: str, op: Any = None) -> torch.Tensor:
+    """Sum (or ``op``) a CPU tensor over ranks; nccl only reduces tensors on the GPU."""
+    import torch.distributed as dist
+
+    op = dist.ReduceOp.SUM if op is None else op
+    on = device if dist.get_backend() == "nccl" else "cpu"
+    t_on = t.to(on)
+    dist.all_reduce(t_on, op=op)
+    return t_on.cpu()
 
 
 @dataclass
@@ -153,12 +200,15 @@ def _dist_env() -> tuple[int, int, int]:
             int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def evaluate(name: str, data: str | Path, *, split: str | None = "val", weights: str | None = None,
+def evaluate(name: str, data: str | Path, *, split: str | None = None, weights: str | None = None,
              batch_size: int = 64, workers: int = 2, limit: int | None = None,
              label_map: str | Path | None = None, skip_bad: bool = False,
              device: str | None = None, progress: bool = True,
              _interrupt_after: int | None = None) -> EvalResult:
-    """Top-1/top-5 of a zoo model on an ImageFolder, single process or under torchrun."""
+    """Top-1/top-5 of a zoo model on an ImageFolder, single process or under torchrun.
+
+    ``split`` picks ``data/split`` (default: ``data/val`` when present, else ``data``).  With
+    ``skip_bad``, unreadable images and empty class folders are skipped with a warning."""
     import torch
     import torch.distributed as dist
     from timm.data import create_transform, resolve_data_config
@@ -170,12 +220,12 @@ def evaluate(name: str, data: str | Path, *, split: str | None = "val", weights:
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     initialized_here = False
     if world > 1 and not dist.is_initialized():
+        if device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(device))  # one GPU per rank for nccl
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         initialized_here = True
     try:
-        root = Path(data)
-        if split and (root / split).is_dir():
-            root = root / split
+        root = resolve_root(data, split)
         model_name = name.partition(".")[0]
         model = zoo.create(name, pretrained="." in name and weights is None, weights=weights)
         model = model.to(device).eval()
@@ -184,11 +234,15 @@ def evaluate(name: str, data: str | Path, *, split: str | None = "val", weights:
         samples, _ = find_samples(
             root, load_label_map(label_map, spec.data.label_set, model.num_classes, root),
             skip_bad=skip_bad)
+        out_of_range = sorted({s.target for s in samples if s.target >= model.num_classes})
+        if out_of_range:
+            raise DataError(f"class indices {out_of_range[:10]} are beyond the model's "
+                            f"{model.num_classes} classes (pass --label-map to map the folders)")
         if limit is not None:
             samples = samples[:limit]
-        shard = samples[rank::world]  # no padding: each image is counted exactly once
-        dataset = _Dataset(shard, create_transform(**cfg), skip_bad)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+        dataset = _Dataset(samples, create_transform(**cfg), skip_bad)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size,
+                                             sampler=shard_indices(len(samples), rank, world),
                                              num_workers=workers, collate_fn=_collate)
         counts = torch.zeros(4, dtype=torch.float64)  # n, correct1, correct5, skipped
         partial = False
@@ -200,10 +254,15 @@ def evaluate(name: str, data: str | Path, *, split: str | None = "val", weights:
         start = time.perf_counter()
         try:
             with torch.inference_mode():
-                for step, (x, y, _, skipped) in enumerate(loader):
+                for step, (x, y, bad) in enumerate(loader):
                     if _interrupt_after is not None and step >= _interrupt_after:
                         raise KeyboardInterrupt
-                    counts[3] += skipped
+                    for b in bad:
+                        warnings.warn(f"skipped unreadable image {b.path}: {b.reason}",
+                                      stacklevel=2)
+                    counts[3] += len(bad)
+                    if bar is not None and bad:
+                        bar.update(len(bad) * world)
                     if x is None:
                         continue
                     logits = model(x.to(device))
@@ -214,17 +273,17 @@ def evaluate(name: str, data: str | Path, *, split: str | None = "val", weights:
                     counts[1] += hit[:, :1].any(1).sum().item()
                     counts[2] += hit.any(1).sum().item()
                     if bar is not None:
-                        bar.update(len(y) * world + skipped * world)
+                        bar.update(len(y) * world)
         except KeyboardInterrupt:
             partial = True
         elapsed = time.perf_counter() - start
         if bar is not None:
             bar.close()
-        if world > 1:
-            flags = torch.tensor([float(partial)], dtype=torch.float64)
-            dist.all_reduce(counts)
-            dist.all_reduce(flags)
-            partial = bool(flags.item())
+        if world > 1:  # the slowest rank's time; partial if any rank was interrupted
+            counts = _all_reduce(counts, device)
+            flags = _all_reduce(torch.tensor([float(partial), elapsed], dtype=torch.float64),
+                                device, dist.ReduceOp.MAX)
+            partial, elapsed = bool(flags[0].item()), flags[1].item()
         n, c1, c5, skipped = (int(v) for v in counts.tolist())
         return EvalResult(
             model=name, data=str(root), num_samples=n, correct1=c1, correct5=c5,
@@ -285,7 +344,7 @@ def bench(name: str, *, batch_size: int = 8, img_size: int | None = None,
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    p90 = sorted(times)[max(0, int(round(0.9 * len(times))) - 1)]
+    p90 = sorted(times)[math.ceil(0.9 * len(times)) - 1]  # nearest rank
     return BenchResult(name, batch_size, size, device, batch_size / med, med * 1e3, p90 * 1e3,
                        runs, {"channels_last": channels_last, "compile": compile, "amp": amp})
 
@@ -332,7 +391,7 @@ def register(sub) -> None:
     p = sub.add_parser("eval", help="top-1/top-5 on an ImageFolder (works under torchrun)")
     p.add_argument("name", help="model[.tag] (a tag loads the registry weights)")
     p.add_argument("--data", required=True, help="ImageFolder root (or its parent, with --split)")
-    p.add_argument("--split", default="val")
+    p.add_argument("--split", help="sub-folder of --data to read (default: val, when present)")
     p.add_argument("--weights", help="hf-hub:org/repo[@rev], a folder or a .safetensors file")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
