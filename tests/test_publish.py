@@ -149,7 +149,12 @@ def test_push_writes_a_pinned_record(hub, source, tmp_path, capsys) -> None:
     assert rec.hub.sha256 == hashlib.sha256(weights).hexdigest() and rec.hub.size == len(weights)
     assert rec.hub.layout == "zoo" and rec.license == "MIT"
     assert rec.source.url == "https://zoo.invalid/orig.pth"
-    assert rec.hub.revision in printed and rec.hub.sha256 in printed
+    # what it prints is the record it wrote: repo, commit, file, sha256, size
+    printed_doc = yamlio.loads("\n".join(line for line in printed.splitlines()
+                                         if not line.startswith("#")))
+    assert printed_doc["weights"][f"{NAME}.pushed_test"] == rec.model_dump(mode="json",
+                                                                           exclude_none=True)
+    assert f"# written to {regdir / 'simplenet.yaml'}" in printed
     assert sorted(hub.list_files("org/pushed")) == ["README.md", "config.json",
                                                     "model.safetensors"]
     assert hub.file_bytes("org/pushed", "model.safetensors") == weights
@@ -199,21 +204,46 @@ def test_push_then_pretrained_load_in_a_fresh_process(hub, source, tmp_path) -> 
     folder = zoo.save_pretrained(source, tmp_path / "out")
     regdir = tmp_path / "registry"
     assert _push(folder, "org/fresh", regdir) == 0
+    x = torch.randn(2, 3, IMG, IMG, generator=torch.Generator().manual_seed(1))
+    torch.save(x, tmp_path / "x.pt")
     script = f"""
         import torch, zoo
         from zoo.registry import registry
         registry().add_file(__import__("pathlib").Path({str(regdir / 'simplenet.yaml')!r}))
-        model = zoo.create("{NAME}.pushed_test", pretrained=True)
-        torch.save(model.state_dict(), {str(tmp_path / 'sd.pt')!r})
+        model = zoo.create("{NAME}.pushed_test", pretrained=True).eval()
+        with torch.no_grad():
+            y = model(torch.load({str(tmp_path / 'x.pt')!r}))
+        torch.save({{"y": y, "sd": model.state_dict()}}, {str(tmp_path / 'out.pt')!r})
     """
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    loaded, expected = torch.load(tmp_path / "sd.pt"), source.state_dict()
-    assert loaded.keys() == expected.keys()
-    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+    got, expected = torch.load(tmp_path / "out.pt"), source.state_dict()
+    assert got["sd"].keys() == expected.keys()
+    assert all(torch.equal(got["sd"][k], expected[k]) for k in expected)
+    with torch.no_grad():
+        assert torch.equal(got["y"], source.eval()(x))
     assert hub.count("GET", "org/fresh", "model.safetensors") == 1
+
+
+def test_pushed_model_card_has_a_model_index(hub, source, tmp_path) -> None:
+    """The card of a folder saved with metrics carries a model-index that the Hub's own parser
+    reads back, and it is what lands in the repo."""
+    from huggingface_hub import ModelCard
+
+    metrics = {"top1": 61.1, "top5": 82.9, "dataset": "imagenet-1k"}
+    folder = zoo.save_pretrained(source, tmp_path / "out", tag="pushed_test", metrics=metrics)
+    assert run(["push", str(folder), "org/carded"]) == 0
+    card = ModelCard(hub.file_bytes("org/carded", "README.md").decode())
+    assert card.text.lstrip().startswith(f"# {NAME}")
+    assert card.data.library_name == "timm" and "image-classification" in card.data.tags
+    results = {(r.metric_name, r.metric_value, r.dataset_type) for r in card.data.eval_results}
+    assert results == {("top-1", 61.1, "imagenet-1k"), ("top-5", 82.9, "imagenet-1k")}
+    assert card.data.model_name == NAME
+    config = json.loads(hub.file_bytes("org/carded", "config.json"))
+    assert config["architecture"] == NAME and config["num_classes"] == 1000
+    assert config["pretrained_cfg"]["input_size"] == list(source.pretrained_cfg["input_size"])
 
 
 # -- verify / download ---------------------------------------------------------------------------
@@ -266,6 +296,27 @@ def test_registry_update_is_validated_before_writing(tmp_path) -> None:
         update_file(path, "Not A Tag", _RECORD)
     assert path.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["simplenet.yaml"]
+
+
+@pytest.mark.parametrize("text", ["weights: [1, 2]\n", "- a list\n",
+                                  "weights: {}\nweights: {}\n", "weights: &x {}\n", "a: [\n"])
+def test_registry_update_leaves_an_unreadable_file_alone(tmp_path, text) -> None:
+    path = tmp_path / "simplenet.yaml"
+    path.write_text(text)
+    with pytest.raises(RegistryError, match="not rewriting it"):
+        update_file(path, f"{NAME}.first", _RECORD)
+    assert path.read_text() == text
+    assert [p.name for p in tmp_path.iterdir()] == ["simplenet.yaml"]
+
+
+@pytest.mark.parametrize("text", ["", "weights:\n"])
+def test_registry_update_fills_an_empty_file(tmp_path, text) -> None:
+    path = tmp_path / "simplenet.yaml"
+    path.write_text(text)
+    update_file(path, f"{NAME}.first", _RECORD)
+    records = Registry()
+    records.add_file(path)
+    assert records.get(f"{NAME}.first").hub.sha256 == "b" * 64
 
 
 def test_registry_write_survives_a_kill_mid_write(tmp_path) -> None:

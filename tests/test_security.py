@@ -4,6 +4,7 @@ executed code, another exception, unbounded time or unbounded memory."""
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime as dt
 import json
 import os
@@ -115,6 +116,53 @@ def test_allow_list_and_wrappers(tmp_path) -> None:
         load_original_checkpoint(tmp_path / "e.pth")
     assert set(load_original_checkpoint(tmp_path / "e.pth", extra_safe_globals=[PlainRecord])) \
         == set(sd)
+
+
+# Calls that can unpickle (run code from) a file: (module alias, function).
+_UNPICKLERS = {("torch", "load"), ("pickle", "load"), ("pickle", "loads"),
+               ("pickle", "Unpickler"), ("jit", "load"), ("dill", "load"), ("dill", "loads"),
+               ("joblib", "load")}
+_NUMPY = {"np", "numpy"}  # numpy.load unpickles only with allow_pickle=True
+
+
+def _unpickling_calls(tree: ast.AST) -> list[ast.Call]:
+    calls = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", None)
+            allow = {k.arg: k.value for k in node.keywords}.get("allow_pickle")
+            pickles = allow is not None and not (isinstance(allow, ast.Constant)
+                                                 and not allow.value)
+            if (name, node.func.attr) in _UNPICKLERS or (
+                    name in _NUMPY and node.func.attr == "load" and pickles):
+                calls.append(node)
+    return calls
+
+
+def test_the_only_unpickler_is_the_restricted_one() -> None:
+    """zoo's source calls torch.load in exactly one place, zoo.checkpoint (local files given to
+    `zoo convert`), with weights_only=True inside the allow-list's safe_globals block; nothing
+    else in zoo or its scripts unpickles (pickle, torch.jit, numpy...)."""
+    probe = "torch.load(f); pickle.loads(b); torch.jit.load(f); np.load(f, allow_pickle=True)"
+    assert len(_unpickling_calls(ast.parse(probe))) == 4  # the scan sees what it looks for
+    assert _unpickling_calls(ast.parse("np.load(f); json.load(f); yamlio.load(p)")) == []
+    root = Path(zoo.__file__).parent
+    found: dict[str, list[ast.Call]] = {}
+    trees = {}
+    for path in [*root.rglob("*.py"), *(root.parent / "scripts").rglob("*.py")]:
+        rel = path.relative_to(root.parent).as_posix()
+        trees[rel] = ast.parse(path.read_text(), rel)
+        for call in _unpickling_calls(trees[rel]):
+            found.setdefault(rel, []).append(call)
+    assert list(found) == ["zoo/checkpoint.py"], {k: len(v) for k, v in found.items()}
+    (call,) = found["zoo/checkpoint.py"]
+    weights_only = {k.arg: k.value for k in call.keywords}.get("weights_only")
+    assert isinstance(weights_only, ast.Constant) and weights_only.value is True
+    guards = [ast.unparse(item.context_expr) for node in ast.walk(trees["zoo/checkpoint.py"])
+              if isinstance(node, ast.With) and any(n is call for n in ast.walk(node))
+              for item in node.items]
+    assert "torch.serialization.safe_globals(allowed)" in guards, guards
 
 
 @pytest.mark.parametrize("content,match", [

@@ -152,8 +152,15 @@ def default_tag(model: str) -> str | None:
 def update_file(path: str | Path, tag: str, record: WeightsRecord | dict[str, Any]) -> None:
     """Insert or replace one record in a registry file, atomically and schema-validated."""
     path = Path(path)
-    doc = yamlio.load(path) if path.exists() else {"weights": {}}
-    doc.setdefault("weights", {})
+    try:
+        doc = (yamlio.load(path) if path.exists() else None) or {}
+    except yamlio.YamlDataError as e:
+        raise RegistryError(f"{e}; not rewriting it") from None
+    if isinstance(doc, dict) and doc.get("weights") is None:
+        doc["weights"] = {}  # a new or empty file
+    if not isinstance(doc, dict) or not isinstance(doc["weights"], dict):
+        raise RegistryError(f"{path} is not a registry file (a mapping with a `weights` mapping); "
+                            "not rewriting it")
     try:
         rec = record if isinstance(record, WeightsRecord) else WeightsRecord.model_validate(record)
     except ValidationError as e:

@@ -68,14 +68,15 @@ def verify_file(path: Path, sha256: str, size: int | None, what: str, *,
     token = f"{sha256} {st.st_size} {st.st_mtime_ns}"
     if trust_stamp and stamp.exists() and stamp.read_text() == token:
         return
-    actual = sha256_file(blob) if size is None or st.st_size == size else f"<{st.st_size} bytes>"
-    if actual != sha256:
+    actual = sha256_file(blob)
+    wrong_size = size is not None and st.st_size != size
+    if actual != sha256 or wrong_size:
         stamp.unlink(missing_ok=True)
         blob.unlink(missing_ok=True)
         if path.is_symlink() or path.exists():
             path.unlink(missing_ok=True)
-        if actual.startswith("<"):
-            actual = f"a file of {st.st_size} bytes (expected {size})"
+        if wrong_size:  # the error still names the actual hash, the size says why
+            what = f"{what} ({st.st_size} bytes where {size} are recorded)"
         raise ChecksumMismatchError(what, sha256, actual)
     try:
         stamp.write_text(token)
