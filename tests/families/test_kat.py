@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import zoo
-from zoo.errors import CheckpointError, InputShapeError, SpecError, StateDictMismatchError
+from zoo.errors import (CheckpointError, InputShapeError, SpecError, StateDictMismatchError,
+                        WeightsNotPublishedError)
 from zoo.families.kat.model import RATIONAL_INIT, GroupRational, group_rational
 from zoo.measure import count_macs, count_params
 
@@ -310,3 +311,55 @@ def test_published_original_layout_loads_with_pretrained(publish) -> None:
     model = zoo.create(f"{TINY}.in1k", pretrained=True)
     assert torch.equal(model.blocks[0].mlp.act1.weight_numerator,
                        sd["blocks.0.mlp.act1.weight_numerator"])
+
+
+# Paper / upstream README numbers: top-1 from scratch and initialized from the ViT of that size.
+TOP1 = {"kat_tiny_patch16_224": (74.6, 75.7), "kat_small_patch16_224": (81.2, 82.0),
+        "kat_base_patch16_224": (82.3, 82.8)}
+
+
+@pytest.mark.parametrize("name", sorted(TOP1))
+def test_reported_and_registered_accuracies(name) -> None:
+    """The spec carries the from-scratch number; each tag's record the accuracy of its weights."""
+    from zoo.registry import registry
+
+    scratch, vitft = TOP1[name]
+    assert zoo.get_spec(name).reported.top1 == scratch
+    assert set(registry().tags_of(name)) == {f"{name}.in1k", f"{name}.in1k_vitft"}
+    records = registry().records
+    assert round(records[f"{name}.in1k"].metrics.top1, 1) == scratch
+    assert records[f"{name}.in1k_vitft"].metrics.top1 == vitft
+    for tag in ("in1k", "in1k_vitft"):  # every tag names where upstream's file is
+        assert records[f"{name}.{tag}"].source.url.startswith("https://huggingface.co/adamdad/")
+
+
+def test_hub_pickle_converts_into_the_cache_and_pushes(hub, tmp_path, monkeypatch) -> None:
+    """The path of a pickle-only tag: upstream's ``pytorch_model.bin`` (a plain state dict) ->
+    ``zoo convert TAG FILE`` (read with weights_only) -> ``pretrained=True`` from the cache, and
+    scripts/convert_kat.py -> ``zoo push`` -> a pinned record that loads from the Hub."""
+    from scripts.convert_kat import convert as convert_script
+    from zoo import publish as P
+    from zoo.registry import Registry, registry
+
+    tag = f"{TINY}.in1k"
+    sd = synthetic_checkpoint()
+    src = tmp_path / "pytorch_model.bin"
+    torch.save(sd, src)
+    with pytest.raises(WeightsNotPublishedError, match=f"zoo convert {tag}"):
+        zoo.create(tag, pretrained=True)
+    P.convert(tag, src)
+    cached = zoo.create(tag, pretrained=True)
+    assert all(torch.equal(cached.state_dict()[k], v) for k, v in sd.items())
+
+    folder = convert_script(tag, src, tmp_path / "hub_folder")
+    *_, written = P.push(folder, "org/kat_tiny", update_registry="in1k_pushed",
+                            registry_dir=tmp_path / "registry",
+                            source_url=registry().records[tag].source.url,
+                            license_="Apache-2.0")
+    pushed = Registry()
+    pushed.add_file(written)
+    rec = pushed.get(f"{TINY}.in1k_pushed")
+    assert rec.hub.revision == hub.head("org/kat_tiny") and rec.hub.layout == "zoo"
+    monkeypatch.setitem(registry().records, f"{TINY}.in1k_pushed", rec)
+    again = zoo.create(f"{TINY}.in1k_pushed", pretrained=True)
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in sd.items())

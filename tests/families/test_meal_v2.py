@@ -190,3 +190,34 @@ def test_published_original_layout_loads_with_pretrained(publish) -> None:
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(model(x), student(x), rtol=0, atol=0)
+
+
+# MEAL V2 README "Results & Models": top-1 of each published student (tag -> top-1).
+README_TOP1 = {
+    "meal_v2_resnet50.in1k": 80.67, "meal_v2_resnet50.in1k_cutmix": 80.98,
+    "meal_v2_resnet50_380.in1k": 81.72, "meal_v2_mobilenetv3_small_075.in1k": 67.60,
+    "meal_v2_mobilenetv3_small_100.in1k": 69.65, "meal_v2_mobilenetv3_large_100.in1k": 76.92,
+    "meal_v2_efficientnet_b0.in1k": 78.29,
+}
+
+
+def test_reported_top1_is_the_readme_table() -> None:
+    """Each tag's record and each spec's reported number are the README's (the cutmix tag
+    shares meal_v2_resnet50's spec, which reports the plain run)."""
+    from zoo.registry import registry
+
+    records = {t: r for t, r in registry().records.items() if t.startswith("meal_v2_")}
+    assert {t: r.metrics.top1 for t, r in records.items()} == README_TOP1
+    for tag, top1 in README_TOP1.items():
+        if not tag.endswith("_cutmix"):
+            assert zoo.get_spec(tag.split(".")[0]).reported.top1 == top1
+
+
+def test_in_the_default_conformance_run() -> None:
+    """tests/test_conformance.py covers every registered model; the MEAL V2 students are light
+    enough to be in its default (not `slow`) group."""
+    from tests import test_conformance
+    from tests.conftest import heavy
+
+    assert set(MEAL) <= set(test_conformance.MODELS)
+    assert not [name for name in MEAL if heavy(name)]

@@ -250,6 +250,55 @@ def test_user_genotype_registers_builds_and_trains(padding: str) -> None:
     assert timm.create_model(name, num_classes=2)(x).shape == (2, 2)
 
 
+_YAML_GENOTYPE = """\
+# a user's own cell, written as a spec file: DARTS/NASNet op names, chronological states
+models:
+  {name}:
+    family: nasnet
+    paper: {{title: "my searched cell"}}
+    data: {{input_size: [3, 32, 32], num_classes: 4, first_conv: stem.conv,
+           classifier: classifier}}
+    arch:
+      genotype:
+        normal:
+          blocks:
+            - [[sep_conv_3x3, 0], [dil_conv_3x3, 1]]
+            - [[max_pool_3x3, 2], [{op}, 1]]
+          concat: [2, 3]
+        reduce:
+          blocks:
+            - [[sep_conv_5x5, 0], [avg_pool_3x3, 1]]
+            - [[skip_connect, 2], [sep_conv_7x7, 1]]
+          concat: [2, 3]
+      stem: {{kind: nasnet_cifar, filters: 8}}
+      depths: [1, 1]
+      filters: 4
+      padding: symmetric
+"""
+
+
+def test_user_genotype_from_a_yaml_file(tmp_path) -> None:
+    """The user path as documented: a YAML spec file -> register_specs -> a working network;
+    the same file with a typo in an op name is refused, naming the op and the model."""
+    name = _unique("yaml_cell_net")
+    good = tmp_path / "good.yaml"
+    good.write_text(_YAML_GENOTYPE.format(name=name, op="identity"))
+    assert zoo.register_specs(good) == [name]
+    model = zoo.create(name).eval()
+    assert [len(c.blocks) for c in model.cells] == [2, 2, 2]  # normal, reduction, normal
+    assert model.num_features == 2 * 4 * 2
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 4) and torch.isfinite(out).all()
+    bad_name = _unique("yaml_cell_net")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(_YAML_GENOTYPE.format(name=bad_name, op="sep_conv_3x5"))
+    with pytest.raises(SpecError, match="unknown op 'sep_conv_3x5'") as info:
+        zoo.register_specs(bad)
+    assert bad_name in str(info.value)
+    assert bad_name not in zoo.list_models()
+
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda g: g["normal"]["blocks"][0][0].__setitem__(0, "sep_conv_9x9"),
      "unknown op 'sep_conv_9x9'; did you mean"),
@@ -332,6 +381,54 @@ def test_registry_records_the_timm_hub_file() -> None:
     rec = registry().get("nasnet_a_large.tf_in1k")
     assert rec.source.url.startswith("https://huggingface.co/timm/nasnetalarge.tf_in1k/")
     assert rec.source.format == "safetensors" and rec.license == "Apache-2.0"
+
+
+def test_registry_pins_the_timm_repo_file_in_its_original_layout() -> None:
+    from zoo.registry import registry
+
+    hub = registry().get("nasnet_a_large.tf_in1k").hub
+    assert hub is not None
+    assert (hub.repo_id, hub.filename, hub.layout) == (
+        "timm/nasnetalarge.tf_in1k", "model.safetensors", "original")
+    assert len(hub.revision) == 40 and len(hub.sha256) == 64
+
+
+def test_pretrained_from_a_repo_laid_out_as_timms(hub, timm_tiny, monkeypatch) -> None:
+    """A repo as timm publishes it (timm's config.json, model.safetensors with only timm's
+    {"format": "pt"} metadata, a pytorch_model.bin beside it), read through nasnet_a_large.tf_in1k's
+    own registry record (only commit, sha256 and size replaced by the emulator's): zoo downloads
+    the safetensors file alone, converts timm's keys and reproduces timm's logits."""
+    import hashlib
+    import io
+    import json
+
+    from safetensors.torch import save
+
+    from zoo.registry import registry
+
+    ref, name = timm_tiny
+    repo = f"timm/{name}.tf_in1k"
+    weights = save({k: v.contiguous() for k, v in ref.state_dict().items()},
+                   metadata={"format": "pt"})
+    pickle = io.BytesIO()
+    torch.save(ref.state_dict(), pickle)
+    config = {"architecture": "nasnetalarge", "num_classes": 10, "num_features": 192,
+              "pretrained_cfg": {"tag": "tf_in1k", "input_size": [3, 331, 331],
+                                 "first_conv": "conv0.conv", "classifier": "last_linear"}}
+    commit = hub.commit(repo, {"model.safetensors": weights, "pytorch_model.bin": pickle.getvalue(),
+                               "config.json": json.dumps(config).encode(),
+                               "README.md": b"---\nlibrary_name: timm\n---\n"})
+    real = registry().get("nasnet_a_large.tf_in1k")
+    record = real.model_copy(update={"hub": real.hub.model_copy(update={
+        "repo_id": repo, "revision": commit, "sha256": hashlib.sha256(weights).hexdigest(),
+        "size": len(weights)})})
+    monkeypatch.setitem(registry().records, f"{name}.tf_in1k", record)
+    model = zoo.create(f"{name}.tf_in1k", pretrained=True)
+    x = torch.randn(1, 3, 67, 67, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x), rtol=1e-5, atol=1e-6)
+    assert hub.count(repo_id=repo, filename="model.safetensors") >= 1
+    assert hub.count(method=None, repo_id=repo, filename="pytorch_model.bin") == 0
 
 
 def test_pretrained_timm_layout_from_hub(publish, timm_tiny) -> None:

@@ -98,3 +98,27 @@ def test_published_timm_layout_loads_with_pretrained(publish) -> None:
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref(x), rtol=0, atol=0)
+
+
+def test_cli_list_and_info(capsys) -> None:
+    """`zoo list --family singlepath` knows the model; `zoo info` prints the paper's 74.96
+    next to timm's measured 74.09 for the rmsp_in1k weights, and the measured size."""
+    from zoo.cli import main
+
+    assert main(["list", "--family", "singlepath"]) == 0
+    assert capsys.readouterr().out.split() == [NAME]
+    assert main(["info", NAME]) == 0
+    out = capsys.readouterr().out
+    reported = next(line for line in out.splitlines() if line.startswith("reported top-1"))
+    assert "74.96 / 92.21" in reported and "1904.02877" in out
+    weights = next(line for line in out.splitlines() if f"{NAME}.rmsp_in1k" in line)
+    assert "top-1 74.09" in weights and "zoo convert" in weights
+    params = next(line for line in out.splitlines() if line.startswith("params:"))
+    assert "4.42M" in params
+
+
+def test_in_the_default_conformance_run() -> None:
+    from tests import test_conformance
+    from tests.conftest import heavy
+
+    assert NAME in test_conformance.MODELS and not heavy(NAME)
