@@ -1,6 +1,9 @@
 """zoo.create: overrides, adaptation, weights from folders, the meta-device fast path."""
 from __future__ import annotations
 
+import json
+import logging
+
 import pytest
 import torch
 
@@ -110,3 +113,62 @@ def test_convert_checkpoint_maps_upstream_layout() -> None:
                 "classifier.bias": torch.ones(1)}
     out = zoo.convert_checkpoint(NAME, upstream)
     assert set(out) == {"features.0.weight", "head.fc.weight", "head.fc.bias"}
+
+
+def test_adaptation_is_logged(tmp_path, caplog) -> None:
+    zoo.save_pretrained(zoo.create(NAME), tmp_path)
+    with caplog.at_level(logging.INFO, logger="zoo"):
+        zoo.create(NAME, weights=tmp_path, num_classes=3, in_chans=1)
+    text = caplog.text
+    assert f"{NAME}: classifier head.fc dropped for num_classes=3" in text
+    assert f"{NAME}: first conv features.0.weight adapted from 3 to 1 input channels" in text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="zoo"):
+        zoo.create(NAME, weights=tmp_path)  # nothing adapted, nothing said
+    assert "dropped" not in caplog.text and "adapted" not in caplog.text
+
+
+def test_model_card_front_matter(tmp_path) -> None:
+    import yaml
+
+    model = zoo.create(NAME)
+    zoo.save_pretrained(model, tmp_path, metrics={"top1": 61.1, "top5": 82.9,
+                                                  "dataset": "imagenet-1k"})
+    card = (tmp_path / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["library_name"] == "timm" and front["license"] == "mit"
+    assert {"image-classification", "timm", "simplenet"} <= set(front["tags"])
+    (entry,) = front["model-index"]
+    assert entry["name"] == NAME
+    metrics = {m["name"]: m["value"] for m in entry["results"][0]["metrics"]}
+    assert metrics == {"top-1": 61.1, "top-5": 82.9}
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["architecture"] == NAME and config["num_classes"] == 1000
+    assert config["num_features"] == model.num_features
+    cfg = config["pretrained_cfg"]
+    assert cfg["input_size"] == [3, 224, 224] and cfg["classifier"] == "head.fc"
+    assert cfg["first_conv"] == "features.0" and cfg["interpolation"] == "bicubic"
+
+
+def test_device_and_dtype(tmp_path) -> None:
+    model = zoo.create(NAME, dtype=torch.float64, device="cpu")
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    zoo.save_pretrained(zoo.create(NAME), tmp_path)
+    loaded = zoo.create(NAME, weights=tmp_path, dtype=torch.bfloat16)
+    assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
+    assert not loaded.training  # weights loaded: ready for inference
+    with torch.no_grad():
+        assert loaded(torch.randn(1, 3, 64, 64, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("weights", ["hubtest", f"{NAME}.hubtest"])
+def test_weights_takes_a_registry_tag(publish, weights: str) -> None:
+    """``weights=`` names a registry tag (bare or with the model name) as well as a location."""
+    torch.manual_seed(3)
+    source = zoo.create(NAME).eval()
+    record = publish(f"{NAME}.hubtest", source.state_dict())
+    model = zoo.create(NAME, weights=weights)
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in source.state_dict().items())
+    assert model.pretrained_cfg["tag"] == "hubtest"
+    assert model.pretrained_cfg["hf_hub_revision"] == record.hub.revision

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +64,38 @@ def test_demo_runs_end_to_end() -> None:
     out = zoo_cli("demo", "simplenetv1_small_m1_05").stdout
     assert "params  1.507 M" in out and "sample.png" in out
     assert len([line for line in out.splitlines() if line.startswith("  ") and "%" in line]) == 5
+
+
+def test_list_pretrained_lists_only_published_weights() -> None:
+    tags = zoo_cli("list", "--pretrained").stdout.split()
+    code = "import zoo; print('\\n'.join(zoo.list_models(pretrained=True)))"
+    api = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert tags and tags == api.stdout.split()
+    assert all("." in t for t in tags)
+    # SimpleNet's release files are convertible sources, not published weights
+    assert not [t for t in tags if t.startswith("simplenet")]
+    assert zoo_cli("list", "--pretrained", "simplenet*").stdout.split() == []
+    nasnet = zoo_cli("list", "--pretrained", "--family", "nasnet").stdout.split()
+    assert nasnet and set(nasnet) <= set(tags) and all(t.startswith("nasnet") for t in nasnet)
+
+
+def test_info_measures_macs_next_to_params() -> None:
+    import zoo
+    from zoo.measure import count_macs
+
+    out = zoo_cli("info", "simplenetv1_small_m2_05").stdout
+    macs_line = next(line for line in out.splitlines() if line.startswith("MACs:"))
+    macs = count_macs(zoo.create("simplenetv1_small_m2_05"), (3, 224, 224)) / 1e6
+    assert macs_line.split()[1] == f"{macs:,.2f}M"
+    assert "[README, ImageNet Result table]" in out
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    """`.ci/run` is the README's second set-up command, verbatim (the one that runs the suite)."""
+    root = Path(__file__).resolve().parents[1]
+    blocks = re.findall(r"```bash\n(.*?)```", (root / "README.md").read_text(), re.S)
+    setup = [b.strip() for b in blocks if "pip install" in b]
+    assert len(setup) == 2 and "pytest" in setup[1] and "pytest" not in setup[0]
+    ci = [line for line in (root / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.startswith(("#", "set ", "cd "))]
+    assert ci == [setup[1]]

@@ -203,3 +203,31 @@ def test_third_party_specs_through_the_entry_point(tmp_path) -> None:
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['thirdparty_tiny'] third-party"
+
+
+@pytest.mark.parametrize("family", ["this", "xml.dom.minidom", "zoo.families.simplenet.model",
+                                    "../simplenet", "simplenet.model"])
+def test_a_spec_cannot_name_code_to_import(family: str) -> None:
+    """`family` is looked up among the discovered families; nothing a spec says is imported."""
+    import sys
+
+    before = set(sys.modules)
+    err = _spec_error(_doc(x={**SIMPLE, "family": family}), "x")
+    assert "unknown family" in str(err) and "test.yaml" in str(err)
+    assert family not in set(sys.modules) - before
+
+
+def test_json_schema_is_strict_like_the_validator() -> None:
+    """Editors see the same strictness: closed objects, the family literal, the field bounds."""
+    from zoo.spec import json_schema
+
+    schema = json_schema()
+    assert schema["discriminator"]["propertyName"] == "family"
+    defs = schema["$defs"]
+    entry = defs[schema["discriminator"]["mapping"]["simplenet"].rsplit("/", 1)[1]]
+    assert entry["additionalProperties"] is False
+    assert entry["properties"]["family"]["const"] == "simplenet"
+    assert {"name", "family", "data", "paper", "arch"} <= set(entry["required"])
+    assert defs["DataConfig"]["additionalProperties"] is False
+    assert defs["DataConfig"]["properties"]["crop_pct"]["maximum"] == 1.0
+    assert set(schema["discriminator"]["mapping"]) == set(zoo.list_families())

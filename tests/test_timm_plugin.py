@@ -78,3 +78,63 @@ def test_timm_model_api() -> None:
 
     img = transform(Image.open(sample_image_path()).convert("RGB"))
     assert tuple(img.shape) == tuple(cfg["input_size"])
+
+
+def test_list_pretrained_is_not_vacuous() -> None:
+    """The shipped registry has published (Hub) weights; timm lists them as pretrained tags and
+    knows their Hub file."""
+    from timm.models import get_pretrained_cfg
+
+    ours = zoo.list_models(pretrained=True)
+    assert "nasnet_a_large.tf_in1k" in ours
+    assert "nasnet_a_large.tf_in1k" in timm.list_pretrained("nasnet_a_large*")
+    cfg = get_pretrained_cfg("nasnet_a_large.tf_in1k")
+    assert cfg.hf_hub_id == "timm/nasnetalarge.tf_in1k"
+    # a convertible source is a known tag of the model, without downloadable weights
+    src = get_pretrained_cfg("simplenetv1_5m_m1.in1k")
+    assert src is not None and not src.hf_hub_id
+
+
+def test_timm_create_model_pretrained_through_the_registry(publish) -> None:
+    """`timm.create_model("name.tag", pretrained=True)` loads the registry's verified Hub file
+    (through zoo.create), here served by the local Hub emulator."""
+    name = "simplenetv1_small_m1_05"
+    torch.manual_seed(5)
+    source = zoo.create(name).eval()
+    record = publish(f"{name}.hubtest", source.state_dict())
+    model = timm.create_model(f"{name}.hubtest", pretrained=True).eval()
+    assert model.pretrained_cfg["hf_hub_revision"] == record.hub.revision
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in source.state_dict().items())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():  # same weights; batch-1 kernels may sum in another order
+        torch.testing.assert_close(model(x), source(x), rtol=1e-5, atol=1e-6)
+    adapted = timm.create_model(f"{name}.hubtest", pretrained=True, num_classes=4, in_chans=1)
+    assert adapted.get_classifier().out_features == 4
+    gray = x.mean(1, keepdim=True)
+    with torch.no_grad():  # a summed first conv on gray == the original on a replicated image
+        torch.testing.assert_close(adapted.forward_features(gray),
+                                   source.forward_features(gray.expand(-1, 3, -1, -1)),
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_specs_registered_at_run_time_join_timm_without_shadowing_it() -> None:
+    """A user spec becomes a timm model; one named like a timm built-in stays zoo-only (in a
+    fresh interpreter: the registrations must not leak into this process's catalog)."""
+    spec = {"family": "simplenet", "paper": {"title": "t"},
+            "data": {"input_size": [3, 32, 32], "first_conv": "features.0",
+                     "classifier": "head.fc"},
+            "arch": {"layers": [{"filters": 8}, {"pool": "max"}, {"filters": 16}]}}
+    out = _run(f"""if True:
+        import timm, zoo
+        from zoo import timm_plugin
+        spec = {spec!r}
+        zoo.register_specs({{"name": "resnet18", **spec}})
+        zoo.register_specs({{"name": "user_timm_tiny", **spec}})
+        zoo_models = timm.list_models(module="zoo")
+        print(type(timm.create_model("resnet18")).__module__, type(zoo.create("resnet18")).__name__,
+              "resnet18" in timm_plugin.skipped, "resnet18" in zoo_models)
+        print(type(timm.create_model("user_timm_tiny", num_classes=3)).__name__,
+              "user_timm_tiny" in zoo_models)
+        """)
+    assert out.splitlines() == ["timm.models.resnet SimpleNet True False", "SimpleNet True"]

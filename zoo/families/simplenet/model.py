@@ -21,7 +21,7 @@ def _make_features(arch: Arch, in_chans: int) -> tuple[nn.Sequential, int, list[
     for idx, layer in enumerate(arch.layers):
         if isinstance(layer, Conv):
             stride = arch.strides.get(idx, 1)
-            filters = round(layer.filters * arch.scale)
+            filters = arch.width(layer)
             layers += [nn.Conv2d(channels, filters, layer.kernel, stride, padding=layer.kernel // 2),
                        nn.BatchNorm2d(filters, eps=1e-5, momentum=0.05),
                        nn.ReLU(inplace=True)]

@@ -41,4 +41,12 @@ class Arch(ArchBase):
             raise ValueError(f"strides name layer indices {bad} outside 0..{len(self.layers) - 1}")
         if not isinstance(self.layers[-1], Conv):
             raise ValueError("the last layer must be a conv (the classifier reads its channels)")
+        empty = [i for i, layer in enumerate(self.layers)
+                 if isinstance(layer, Conv) and self.width(layer) < 1]
+        if empty:
+            raise ValueError(f"scale {self.scale} leaves layers {empty} without channels")
         return self
+
+    def width(self, layer: Conv) -> int:
+        """Output channels of a conv after width scaling (upstream's ``round(filters * scale)``)."""
+        return round(layer.filters * self.scale)
