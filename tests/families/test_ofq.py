@@ -430,3 +430,95 @@ def test_save_pretrained_packed_loads_back_bit_identical(tmp_path: Path) -> None
     x = _image(1, seed=5)
     with torch.no_grad():
         assert torch.equal(deployed(x), model(x))
+
+
+# -- upstream checkpoints, LSQ steps, zoo info --------------------------------------------------
+def _convert_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "convert_ofq.py"
+    spec = importlib.util.spec_from_file_location("convert_ofq", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_upstream_pth_tar_converts_strictly_latent_and_packed(tmp_path: Path, capsys) -> None:
+    """Upstream's files are timm ``save_checkpoint`` dicts: the weights under ``'state_dict'``
+    (``module.`` keys, trained LSQ steps included) beside an ``argparse.Namespace`` of the
+    training args.  scripts/convert_ofq.py reads them with ``weights_only=True`` and zoo's
+    allow-list, loads strictly and writes the latent or the packed folder; both reload to the
+    checkpoint's logits bit for bit, with the checkpoint's LSQ steps.  Any other global in the
+    pickle is refused."""
+    import argparse
+    import datetime
+
+    name = "ofq_deit_tiny_w3a3"
+    sd = G.fill_state_dict(_golden(name))
+    upstream = {"epoch": 299, "arch": "deit_tiny_distilled_patch16_224", "version": 2,
+                "state_dict": {f"module.{k}": v for k, v in sd.items()},
+                "optimizer": {"state": {}, "param_groups": [{"lr": 5e-4, "params": [0, 1]}]},
+                "args": argparse.Namespace(model="deit_tiny_distilled_patch16_224", wq_bitw=3,
+                                           aq_bitw=3, qk_reparam=True, qk_reparam_type=0),
+                "metric": 72.72}
+    ckpt = tmp_path / "w3a3_deit_t_qkr_cga.pth.tar"
+    torch.save(upstream, ckpt)
+    script = _convert_script()
+    assert script.main([f"{name}.in1k", str(ckpt), "--out", str(tmp_path / "latent")]) == 0
+    assert script.main([f"{name}.in1k", str(ckpt), "--out", str(tmp_path / "packed"),
+                        "--packed"]) == 0
+    latent = zoo.create(name, weights=str(tmp_path / "latent"))
+    deployed = zoo.create(name, weights=str(tmp_path / "packed"))
+    assert not latent.packed and deployed.packed
+    assert latent.state_dict().keys() == sd.keys()
+    assert all(torch.equal(latent.state_dict()[k], v) for k, v in sd.items())
+    assert torch.equal(deployed.blocks[4].attn.quan_a_qkx_fn.s, sd["blocks.4.attn.quan_a_qkx_fn.s"])
+    x = _image(1, seed=6)
+    with torch.no_grad():
+        expected = _trained(name)(x)
+        assert torch.equal(latent(x), expected) and torch.equal(deployed(x), expected)
+
+    capsys.readouterr()
+    torch.save({**upstream, "date": datetime.date(2023, 1, 1)}, tmp_path / "unsafe.pth.tar")
+    assert script.main([f"{name}.in1k", str(tmp_path / "unsafe.pth.tar"),
+                        "--out", str(tmp_path / "refused")]) == 1
+    assert "refused to unpickle" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+
+
+def test_lsq_steps_are_never_initialized_from_data() -> None:
+    """Upstream initializes every LSQ step from the first batch it sees; zoo creates them with
+    their final shapes at build time and no forward (eval, or training with autograd) changes
+    them: a fresh model keeps its unit activation steps, a loaded one the checkpoint's."""
+    x = _image(2, seed=7)
+    fresh = zoo.create("ofq_deit_tiny_w2a2")
+    act_steps = {n: p for n, p in fresh.named_parameters()
+                 if n.endswith(".s") and ".lsqw_fn." not in n}
+    assert len(act_steps) == 12 * 7 + 3  # per block: qkv input, qk.x, v, softmax, proj, fc1, fc2
+    for mode in (False, True):
+        fresh.train(mode)
+        with torch.set_grad_enabled(mode):
+            fresh(x)
+    assert all(torch.equal(p, torch.ones_like(p)) for p in act_steps.values())
+
+    model = copy.deepcopy(_trained("ofq_deit_tiny_w2a2"))
+    steps = {n: p.detach().clone() for n, p in model.named_parameters() if n.endswith(".s")}
+    with torch.no_grad():
+        model(x)
+    model.train()
+    model(x).sum().backward()
+    assert all(torch.equal(p, steps[n]) for n, p in model.named_parameters() if n in steps)
+    assert not any(torch.equal(p, torch.ones_like(p)) for n, p in model.named_parameters()
+                   if n in steps and ".lsqw_fn." not in n)
+
+
+def test_zoo_info_shows_bits_size_and_split(capsys) -> None:
+    from zoo.cli import main
+
+    assert main(["info", "ofq_deit_tiny_w2a2"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split(":", 1)[0]: line for line in out.splitlines()}
+    assert "statsq w2/lsq a2, lsq w8/lsq a8" in lines["quant"]
+    assert "51 quantized modules" in lines["split"] and "full-precision params" in lines["split"]
+    assert "MiB fp32 latent" in lines["size"] and "MiB packed (8.03x)" in lines["size"]
+    assert "ofq_deit_tiny_w2a2.in1k" in out and "license MIT" in out
