@@ -48,7 +48,9 @@ def test_info_json_is_the_resolved_spec() -> None:
 
 def test_schema_and_check() -> None:
     schema = json.loads(zoo_cli("schema").stdout)
-    assert schema["title"] == "zoo model spec"
+    assert schema["title"] == "zoo spec file" and schema["required"] == ["models"]
+    entry = json.loads(zoo_cli("schema", "--entry").stdout)
+    assert entry["discriminator"]["propertyName"] == "family"
     assert zoo_cli("check").stdout.startswith("ok:")
 
 

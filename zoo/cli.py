@@ -107,7 +107,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from zoo.spec import json_schema
 
-    print(json.dumps(json_schema(), indent=2))
+    print(json.dumps(json_schema("entry" if args.entry else "file"), indent=2))
     return 0
 
 
@@ -158,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the resolved spec as JSON")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("schema", help="print the JSON Schema of spec entries")
+    p = sub.add_parser("schema", help="print the JSON Schema of spec files (for editors)")
+    p.add_argument("--entry", action="store_true",
+                   help="the schema of one resolved spec entry instead of a whole spec file")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("check", help="validate all specs and registry records")

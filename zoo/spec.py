@@ -177,11 +177,49 @@ def _short_repr(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def json_schema() -> dict[str, Any]:
-    """JSON Schema of one spec entry (for editors: `zoo schema > zoo-spec.schema.json`)."""
-    schema = spec_adapter().json_schema()
-    schema["title"] = "zoo model spec"
-    return schema
+def json_schema(kind: str = "file") -> dict[str, Any]:
+    """JSON Schema for editors (`zoo schema > zoo-spec.schema.json`).
+
+    ``kind="entry"``: one fully resolved spec (what :func:`validate_spec` checks: every required
+    field, the family discriminator).  ``kind="file"``: a ``specs/*.yaml`` document as written,
+    ``{defaults:, models: {name: entry}}``, where an entry may rely on ``defaults`` and
+    ``extends`` for any field, so no field is required there and the family is not a
+    discriminator; unknown keys and wrong types are still flagged everywhere."""
+    entry = spec_adapter().json_schema()
+    if kind == "entry":
+        entry["title"] = "zoo model spec (one resolved entry)"
+        return entry
+    if kind != "file":
+        raise ValueError(f"kind must be 'file' or 'entry', got {kind!r}")
+    defs = _without_required(entry.pop("$defs"))
+    variants = []
+    for ref in entry["oneOf"]:
+        name = ref["$ref"].rsplit("/", 1)[-1]
+        variant = defs[name]
+        variant["properties"].pop("name", None)  # the key under `models:` is the name
+        variant["properties"]["extends"] = {"type": "string", "pattern": NAME_PATTERN,
+                                            "description": "model whose fields this one starts from"}
+        variants.append({"$ref": f"#/$defs/{name}"})
+    partial = {"anyOf": variants}
+    return {
+        "title": "zoo spec file", "type": "object", "additionalProperties": False,
+        "required": ["models"], "$defs": defs,
+        "properties": {
+            "defaults": {**partial, "description": "fields merged under every model of the file"},
+            "models": {"type": "object", "minProperties": 1,
+                       "propertyNames": {"pattern": NAME_PATTERN}, "additionalProperties": partial},
+        },
+    }
+
+
+def _without_required(node: Any) -> Any:
+    """A schema tree with every ``required`` list and discriminator dropped (partial entries)."""
+    if isinstance(node, dict):
+        return {k: _without_required(v) for k, v in node.items()
+                if k not in ("required", "discriminator")}
+    if isinstance(node, list):
+        return [_without_required(v) for v in node]
+    return node
 
 
 _SNAKE = re.compile(NAME_PATTERN)
