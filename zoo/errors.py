@@ -75,6 +75,20 @@ class ChecksumMismatchError(WeightsError, ValueError):
             "(report it; never load it anyway).")
 
 
+class SourceChecksumError(ChecksumMismatchError):
+    """An original checkpoint given to ``zoo convert`` is not the published file: its sha256
+    differs from the registry's, or does not start with the prefix its release name carries."""
+
+    def __init__(self, what: str, expected: str, actual: str, url: str):
+        self.expected, self.actual = expected, actual
+        prefix = len(expected) < 64
+        WeightsError.__init__(
+            self,
+            f"{what}: sha256 {actual} does not {'start with' if prefix else 'match'} the published "
+            f"{expected}{' (the hash prefix in its release file name)' if prefix else ''}: it is "
+            f"not the file the registry records. Download it again from {url}.")
+
+
 class CorruptWeightsError(WeightsError, ValueError):
     """A weights file that is not a readable safetensors file."""
 

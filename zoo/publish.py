@@ -12,16 +12,17 @@ huggingface_hub at import time.
 from __future__ import annotations
 
 import argparse
-import sys
 import json
 import os
+import re
+import sys
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import (ChecksumMismatchError, CorruptWeightsError, RegistryError, WeightsError,
-                        ZooError)
+from zoo.errors import (ChecksumMismatchError, CorruptWeightsError, RegistryError,
+                        SourceChecksumError, WeightsError, ZooError)
 
 
 def register(subparsers: Any) -> None:
@@ -78,6 +79,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def release_hash_prefix(url: str) -> str | None:
+    """The sha256 prefix a torch.hub-style release file name carries (``name-36c4ca4d.pth``:
+    the file's sha256 starts with ``36c4ca4d``), or None."""
+    m = re.search(r"-([0-9a-f]{8,64})\.(?:pth|pt|pth\.tar|bin)$", url.rsplit("/", 1)[-1])
+    return m.group(1) if m else None
+
+
 def convert(name: str, checkpoint: str | Path, *, out: str | Path | None = None,
             use_ema: bool = False, packed: bool = False) -> Path:
     """Original checkpoint -> verified, strictly loaded zoo model -> save_pretrained folder.
@@ -101,13 +109,15 @@ def convert(name: str, checkpoint: str | Path, *, out: str | Path | None = None,
                            f"(MODEL.TAG; known: {registry().tags_of(model_name) or 'none'}) to "
                            "store the result in zoo's cache")
     source_sha = None
-    if record is not None and record.source.sha256:
+    published = record.source.sha256 or release_hash_prefix(record.source.url) \
+        if record is not None else None
+    if published:
         if not checkpoint.is_file():
             raise WeightsError(f"{checkpoint}: no such file")
         source_sha = sha256_file(checkpoint)
-        if source_sha != record.source.sha256:
-            raise ChecksumMismatchError(f"{checkpoint} (the original checkpoint of {name})",
-                                        record.source.sha256, source_sha)
+        if not source_sha.startswith(published):
+            raise SourceChecksumError(f"{checkpoint} (the original checkpoint of {name})",
+                                      published, source_sha, record.source.url)
     state_dict = convert_checkpoint(model_name, load_original_checkpoint(checkpoint,
                                                                          use_ema=use_ema))
     if record is not None and record.num_classes and record.num_classes != spec.data.num_classes:

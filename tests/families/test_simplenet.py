@@ -159,7 +159,18 @@ def test_zoo_convert_turns_a_release_file_into_a_hub_folder(tmp_path, capsys) ->
     assert "classifier.weight" in upstream
     torch.save(upstream, tmp_path / f"{name}-00000000.pth")
     out = tmp_path / "hub"
-    assert main(["convert", f"{name}.in1k", str(tmp_path / f"{name}-00000000.pth"),
+    # the tag's release file name carries its sha256 prefix (torch.hub style): a file that is
+    # not the published one is refused under the tag, before anything is unpickled
+    from zoo.errors import SourceChecksumError
+    from zoo.publish import convert, release_hash_prefix
+    from zoo.registry import registry
+
+    prefix = release_hash_prefix(registry().records[f"{name}.in1k"].source.url)
+    assert prefix == "ca4b3e2b"
+    with pytest.raises(SourceChecksumError, match="does not start with the published ca4b3e2b"):
+        convert(f"{name}.in1k", tmp_path / f"{name}-00000000.pth", out=out)
+    assert not out.exists()
+    assert main(["convert", name, str(tmp_path / f"{name}-00000000.pth"),
                  "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip().endswith(str(out))
     assert json.loads((out / "config.json").read_text())["architecture"] == name
