@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import zoo
+from tests.util import random_eval_model
 from zoo import publish as P
 from zoo import yamlio
 from zoo.errors import (ChecksumMismatchError, RegistryError, StateDictMismatchError,
@@ -39,13 +40,7 @@ def run(argv: list[str]) -> int:
 
 @pytest.fixture(scope="module")
 def source() -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = zoo.create(NAME).eval()
-    with torch.no_grad():
-        for name, buf in model.named_buffers():
-            if name.endswith("running_var"):
-                buf.uniform_(0.5, 1.5)
-    return model
+    return random_eval_model(NAME)
 
 
 def _out(model: torch.nn.Module) -> torch.Tensor:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import zoo
+from tests.util import random_eval_model
 from zoo.catalog import catalog, data_dir
 from zoo.errors import SpecError
 from zoo.registry import registry
@@ -149,12 +150,7 @@ def test_zoo_convert_turns_a_release_file_into_a_hub_folder(tmp_path, capsys) ->
     from zoo.cli import main
 
     name = "simplenetv1_small_m2_05"
-    torch.manual_seed(0)
-    model = zoo.create(name).eval()
-    with torch.no_grad():
-        for key, buf in model.named_buffers():
-            if key.endswith("running_var"):
-                buf.uniform_(0.5, 1.5)
+    model = random_eval_model(name)
     upstream = {k.replace("head.fc.", "classifier."): v for k, v in model.state_dict().items()}
     assert "classifier.weight" in upstream
     torch.save(upstream, tmp_path / f"{name}-00000000.pth")
