@@ -217,8 +217,9 @@ def test_push_then_pretrained_load_in_a_fresh_process(hub, source, tmp_path) -> 
     got, expected = torch.load(tmp_path / "out.pt"), source.state_dict()
     assert got["sd"].keys() == expected.keys()
     assert all(torch.equal(got["sd"][k], expected[k]) for k in expected)
-    with torch.no_grad():
-        assert torch.equal(got["y"], source.eval()(x))
+    with torch.no_grad():  # same bits in; the other process may run other thread counts, which
+        # change float summation order, so the outputs agree to float round-off
+        torch.testing.assert_close(got["y"], source.eval()(x), rtol=1e-6, atol=1e-6)
     assert hub.count("GET", "org/fresh", "model.safetensors") == 1
 
 
