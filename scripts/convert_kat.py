@@ -16,21 +16,10 @@ A thin wrapper over ``zoo.publish.convert_and_check``.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from zoo.publish import convert_and_check, convert_script
+from zoo.publish import convert_script
 
 FAMILY = "kat"
 
-
-def convert(name: str, checkpoint: Path, out: Path, **options) -> Path:
-    """Original checkpoint -> hub folder, reloaded and checked against the checkpoint."""
-    return convert_and_check(name, checkpoint, out, family=FAMILY, **options)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return convert_script(FAMILY, __doc__, argv)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(convert_script(FAMILY, __doc__))

@@ -337,7 +337,7 @@ def test_hub_pickle_converts_into_the_cache_and_pushes(hub, tmp_path, monkeypatc
     """The path of a pickle-only tag: upstream's ``pytorch_model.bin`` (a plain state dict) ->
     ``zoo convert TAG FILE`` (read with weights_only) -> ``pretrained=True`` from the cache, and
     scripts/convert_kat.py -> ``zoo push`` -> a pinned record that loads from the Hub."""
-    from scripts.convert_kat import convert as convert_script
+    from tests.util import run_script
     from zoo import publish as P
     from zoo.registry import Registry, registry
 
@@ -351,7 +351,8 @@ def test_hub_pickle_converts_into_the_cache_and_pushes(hub, tmp_path, monkeypatc
     cached = zoo.create(tag, pretrained=True)
     assert all(torch.equal(cached.state_dict()[k], v) for k, v in sd.items())
 
-    folder = convert_script(tag, src, tmp_path / "hub_folder")
+    folder = tmp_path / "hub_folder"
+    assert run_script("convert_kat.py", tag, src, "--out", folder) == 0
     *_, written = P.push(folder, "org/kat_tiny", update_registry="in1k_pushed",
                             registry_dir=tmp_path / "registry",
                             source_url=registry().records[tag].source.url,

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import zoo
+from tests.util import run_script
 from tests import golden as G
 from zoo.build import build_model
 from zoo.catalog import catalog
@@ -433,16 +434,6 @@ def test_save_pretrained_packed_loads_back_bit_identical(tmp_path: Path) -> None
 
 
 # -- upstream checkpoints, LSQ steps, zoo info --------------------------------------------------
-def _convert_script():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "convert_ofq.py"
-    spec = importlib.util.spec_from_file_location("convert_ofq", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_upstream_pth_tar_converts_strictly_latent_and_packed(tmp_path: Path, capsys) -> None:
     """Upstream's files are timm ``save_checkpoint`` dicts: the weights under ``'state_dict'``
     (``module.`` keys, trained LSQ steps included) beside an ``argparse.Namespace`` of the
@@ -463,10 +454,9 @@ def test_upstream_pth_tar_converts_strictly_latent_and_packed(tmp_path: Path, ca
                 "metric": 72.72}
     ckpt = tmp_path / "w3a3_deit_t_qkr_cga.pth.tar"
     torch.save(upstream, ckpt)
-    script = _convert_script()
-    assert script.main([f"{name}.in1k", str(ckpt), "--out", str(tmp_path / "latent")]) == 0
-    assert script.main([f"{name}.in1k", str(ckpt), "--out", str(tmp_path / "packed"),
-                        "--packed"]) == 0
+    assert run_script("convert_ofq.py", f"{name}.in1k", ckpt, "--out", tmp_path / "latent") == 0
+    assert run_script("convert_ofq.py", f"{name}.in1k", ckpt, "--out", tmp_path / "packed",
+                      "--packed") == 0
     latent = zoo.create(name, weights=str(tmp_path / "latent"))
     deployed = zoo.create(name, weights=str(tmp_path / "packed"))
     assert not latent.packed and deployed.packed
@@ -480,8 +470,8 @@ def test_upstream_pth_tar_converts_strictly_latent_and_packed(tmp_path: Path, ca
 
     capsys.readouterr()
     torch.save({**upstream, "date": datetime.date(2023, 1, 1)}, tmp_path / "unsafe.pth.tar")
-    assert script.main([f"{name}.in1k", str(tmp_path / "unsafe.pth.tar"),
-                        "--out", str(tmp_path / "refused")]) == 1
+    assert run_script("convert_ofq.py", f"{name}.in1k", tmp_path / "unsafe.pth.tar",
+                      "--out", tmp_path / "refused") == 1
     assert "refused to unpickle" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
 

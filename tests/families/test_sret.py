@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import re
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 import zoo
+from tests.util import run_script
 from tests import golden as G
 from zoo.build import build_model, load_into
 from zoo.errors import CheckpointError, InputShapeError, SpecError
@@ -382,13 +382,6 @@ def test_safetensors_round_trip_stores_shared_tensors_once(tmp_path: Path) -> No
         torch.testing.assert_close(reloaded(x), model(x))
 
 
-def _convert_script():
-    spec = importlib.util.spec_from_file_location("convert_sret", ROOT / "scripts" / "convert_sret.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_convert_script_pth_to_hub_folder(tmp_path: Path) -> None:
     """An upstream-style .pth (weights under 'model' with both copies of every shared tensor, an
     argparse.Namespace and other training state beside them) -> folder -> golden logits."""
@@ -397,7 +390,7 @@ def test_convert_script_pth_to_hub_folder(tmp_path: Path) -> None:
     torch.save({"model": G.fill_state_dict(g), "epoch": 299,
                 "args": argparse.Namespace(model="SReT_T", lr=5e-4)}, ckpt)
     out = tmp_path / "hub"
-    assert _convert_script().main(["sret_t.in1k", str(ckpt), "--out", str(out)]) == 0
+    assert run_script("convert_sret.py", "sret_t.in1k", ckpt, "--out", out) == 0
     assert {p.name for p in out.iterdir()} >= {"model.safetensors", "config.json", "README.md"}
     model = zoo.create("sret_t", weights=str(out))
     G.assert_matches(g, G.run(g, model))
@@ -410,7 +403,7 @@ class _NotAllowed:
 def test_convert_script_refuses_unsafe_pickles(tmp_path: Path, capsys) -> None:
     ckpt = tmp_path / "evil.pth"
     torch.save({"model": G.fill_state_dict(_golden("sret_t")), "extra": _NotAllowed()}, ckpt)
-    assert _convert_script().main(["sret_t", str(ckpt), "--out", str(tmp_path / "o")]) == 1
+    assert run_script("convert_sret.py", "sret_t", ckpt, "--out", tmp_path / "o") == 1
     assert "refused to unpickle" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
