@@ -59,6 +59,24 @@ class ZooModel(nn.Module):
         return {"stem": rf"^{first}" if first else r"^$", "blocks": r".*"}
 
 
+class ClassifierHeadModel(ZooModel):
+    """A ZooModel whose ``head`` is timm's :class:`~timm.layers.ClassifierHead` (global pooling,
+    dropout, ``fc``): the CNN families' shared ``forward_head`` / ``get_classifier`` /
+    ``reset_classifier``."""
+
+    head: nn.Module
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.head(x, pre_logits=pre_logits)
+
+    def get_classifier(self) -> nn.Module:
+        return self.head.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        self.head.reset(num_classes, pool_type=global_pool)
+
+
 class FeatureExtractor(nn.Module):
     """timm's ``features_only`` for zoo models: the outputs of the modules a family declares in
     ``model.feature_info`` (``[{"module", "num_chs", "reduction"}, ...]``, shallow to deep),

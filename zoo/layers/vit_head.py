@@ -17,7 +17,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from timm.layers import global_pool_nlc
-from torch import Tensor
+from torch import Tensor, nn
+
+from zoo.model import ZooModel, linear_or_identity
 
 TOKEN_POOLS: tuple[str, ...] = ("", "token", "avg")
 
@@ -53,4 +55,27 @@ def pool_tokens(x: Tensor, global_pool: str, num_prefix_tokens: int = 1) -> Tens
     return global_pool_nlc(x, pool_type=global_pool, num_prefix_tokens=num_prefix_tokens)
 
 
-__all__ = ["TOKEN_POOLS", "check_global_pool", "pool_tokens"]
+class TokenHeadModel(ZooModel):
+    """A ZooModel with timm ViT's head attributes (``global_pool``, ``num_prefix_tokens``,
+    ``fc_norm``, ``head_drop``, ``head``, ``embed_dim``, ``pos_embed``, optional ``cls_token``):
+    the shared ``forward_head`` / ``get_classifier`` / ``reset_classifier``."""
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = pool_tokens(x, self.global_pool, self.num_prefix_tokens)
+        x = self.head_drop(self.fc_norm(x))
+        return x if pre_logits else self.head(x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool is not None:
+            self.global_pool = check_global_pool(
+                global_pool, class_token=getattr(self, "cls_token", None) is not None)
+        self.num_classes = num_classes
+        device = self.pos_embed.device
+        self.head = linear_or_identity(self.embed_dim, num_classes).to(
+            None if device.type == "meta" else device)
+
+
+__all__ = ["TOKEN_POOLS", "TokenHeadModel", "check_global_pool", "pool_tokens"]

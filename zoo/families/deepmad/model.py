@@ -21,7 +21,7 @@ from timm.layers import ClassifierHead, ConvNormAct, DropPath, create_act_layer
 from torch import Tensor, nn
 
 from zoo.errors import CheckpointError
-from zoo.model import ZooModel
+from zoo.model import ClassifierHeadModel
 
 from .schema import Arch, ConvLayer, SuperBlock, se_channels
 
@@ -120,7 +120,7 @@ def _feature_info(arch: Arch) -> list[dict]:
     return list(levels.values())
 
 
-class DeepMAD(ZooModel):
+class DeepMAD(ClassifierHeadModel):
     """A DeepMAD CNN: stem -> super-blocks -> [final 1x1] -> avg-pool -> fc."""
 
     def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3) -> None:
@@ -144,16 +144,6 @@ class DeepMAD(ZooModel):
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.final_conv(self.stages(self.stem(x)))
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        return self.head(x, pre_logits=pre_logits)
-
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head.reset(num_classes, pool_type=global_pool)
 
     def group_matcher(self, coarse: bool = False) -> dict:
         return {"stem": r"^stem", "blocks": r"^stages\.(\d+)" if coarse else

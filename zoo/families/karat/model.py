@@ -70,8 +70,8 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from zoo.errors import CheckpointError, InputShapeError, SpecError
-from zoo.layers.vit_head import check_global_pool, pool_tokens
-from zoo.model import ZooModel, check_input_size, linear_or_identity
+from zoo.layers.vit_head import TokenHeadModel
+from zoo.model import check_input_size, linear_or_identity
 
 from .schema import Arch, KArAtConfig
 
@@ -198,7 +198,7 @@ class KArAtAttention(Attention):
         return self.proj_drop(self.proj(x))
 
 
-class KArAtVisionTransformer(ZooModel):
+class KArAtVisionTransformer(TokenHeadModel):
     """ViT (patch embedding, class token, learned positions, pre-norm blocks) with KArAt."""
 
     def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3,
@@ -279,20 +279,6 @@ class KArAtVisionTransformer(ZooModel):
             x = self.blocks(x)
         return self.norm(x)
 
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = pool_tokens(x, self.global_pool, self.num_prefix_tokens)
-        x = self.head_drop(self.fc_norm(x))
-        return x if pre_logits else self.head(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        if global_pool is not None:
-            self.global_pool = check_global_pool(global_pool,
-                                                 class_token=self.cls_token is not None)
-        self.num_classes = num_classes
-        self.head = linear_or_identity(self.embed_dim, num_classes)
 
 
 def _img_size(spec) -> tuple[int, int]:

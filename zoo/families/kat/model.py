@@ -36,8 +36,8 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from zoo.errors import CheckpointError, InputShapeError
-from zoo.layers.vit_head import check_global_pool, pool_tokens
-from zoo.model import ZooModel, check_input_size, linear_or_identity
+from zoo.layers.vit_head import TokenHeadModel
+from zoo.model import check_input_size, linear_or_identity
 
 from .schema import Arch
 
@@ -160,7 +160,7 @@ class GRKAN(nn.Module):
         return self.fc2(self.drop2(self.act2(x)))
 
 
-class KAT(ZooModel):
+class KAT(TokenHeadModel):
     """Kolmogorov-Arnold Transformer: ViT with GR-KAN channel mixers (paper Sec. 4; KAT-T/S/B are
     ViT-Ti/S/B with every MLP replaced, ImageNet-1k results in Sec. 5)."""
 
@@ -241,20 +241,6 @@ class KAT(ZooModel):
             x = self.blocks(x)
         return self.norm(x)
 
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = pool_tokens(x, self.global_pool, self.num_prefix_tokens)
-        x = self.head_drop(self.fc_norm(x))
-        return x if pre_logits else self.head(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        if global_pool is not None:
-            self.global_pool = check_global_pool(global_pool)
-        self.num_classes = num_classes
-        device = self.cls_token.device if self.cls_token.device.type != "meta" else None
-        self.head = linear_or_identity(self.embed_dim, num_classes).to(device)
 
 
 def build(spec) -> KAT:

@@ -10,7 +10,7 @@ from timm.layers import ClassifierHead
 from torch import nn
 
 from zoo.families.simplenet.schema import Arch, Conv
-from zoo.model import ZooModel
+from zoo.model import ClassifierHeadModel
 
 
 def _make_features(arch: Arch, in_chans: int) -> tuple[nn.Sequential, int, list[dict]]:
@@ -37,7 +37,7 @@ def _make_features(arch: Arch, in_chans: int) -> tuple[nn.Sequential, int, list[
     return nn.Sequential(*layers), channels, list(levels.values())
 
 
-class SimpleNet(ZooModel):
+class SimpleNet(ClassifierHeadModel):
     """SimpleNet v1 (paper Sec. 3, Table 1): ``features`` -> global max pool -> Linear."""
 
     def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3) -> None:
@@ -52,16 +52,6 @@ class SimpleNet(ZooModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=pre_logits)
-
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head.reset(num_classes, pool_type=global_pool)
 
 
 def build(spec) -> SimpleNet:
