@@ -301,25 +301,30 @@ def test_designer_reports_unreachable_rho() -> None:
 
 
 @pytest.mark.slow
-def test_cli_design_builds_within_budget(tmp_path) -> None:
+@pytest.mark.parametrize("count", ["zoo", "tinynas"])
+def test_cli_design_builds_within_budget(tmp_path, count: str) -> None:
     from zoo.cli import main
 
     out = tmp_path / "designed.yaml"
     macs, params = 6e8, 5e6
+    name = f"deepmad_test_designed_{count}"
     assert main(["design", "deepmad", "--macs", str(macs), "--params", str(params), "--rho", "0.5",
                  "--resolution", "160", "--final-chs", "1024", "--max-depth", "8",
-                 "--name", "deepmad_test_designed", "--out", str(out)]) == 0
+                 "--macs-count", count, "--name", name, "--out", str(out)]) == 0
     names = zoo.register_specs(out)
-    assert names == ["deepmad_test_designed"]
-    spec = zoo.get_spec("deepmad_test_designed")
+    assert names == [name]
+    spec = zoo.get_spec(name)
     rec = spec.arch.design
     assert rec.budget.macs == macs and rec.budget.params == params and rec.budget.rho == 0.5
-    model = zoo.create("deepmad_test_designed").eval()
+    assert rec.budget.macs_count == count
+    assert rec.tinynas_flops == scores.tinynas_flops(spec.arch, 160)
+    assert (rec.tinynas_flops if count == "tinynas" else rec.macs) <= macs
+    model = zoo.create(name).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 160, 160)).shape == (1, 1000)
     measured = count_macs(model, (3, 160, 160))
     without_head = count_params(model) - sum(p.numel() for p in model.get_classifier().parameters())
-    assert measured == rec.macs <= macs
+    assert measured == rec.macs
     assert without_head == rec.params <= params
     ev = scores.evaluate(spec.arch, 160)
     assert ev.rho <= 0.5 and ev.score == pytest.approx(rec.score)
