@@ -62,8 +62,7 @@ def main() -> None:
                    tinynas_compat=compat, macs_count=count, name=f"{name}_designed")
         seconds = time.perf_counter() - t0
         for who, ev, sec in (("published", pub, None), ("designer", d.evaluation, seconds)):
-            used = ev.tinynas_flops if compat else ev.macs
-            slack = (1 - used / macs, 1 - ev.params / params, 1 - ev.rho / rho)
+            slack = (1 - d.space.cost(ev) / macs, 1 - ev.params / params, 1 - ev.rho / rho)
             print(f"{name:16} {who:9} {ev.score:9.2f} {ev.entropy:9.2f} {ev.rho:6.3f} "
                   f"{ev.macs / 1e9:7.3f} {ev.tinynas_flops / 1e9:9.3f} {ev.params / 1e6:8.3f} "
                   f"{'/'.join(f'{s:+.3f}' for s in slack):>23} "

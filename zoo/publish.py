@@ -15,8 +15,8 @@ import argparse
 import json
 import os
 import re
-import sys
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -109,8 +109,8 @@ def convert(name: str, checkpoint: str | Path, *, out: str | Path | None = None,
                            f"(MODEL.TAG; known: {registry().tags_of(model_name) or 'none'}) to "
                            "store the result in zoo's cache")
     source_sha = None
-    published = record.source.sha256 or release_hash_prefix(record.source.url) \
-        if record is not None else None
+    published = ((record.source.sha256 or release_hash_prefix(record.source.url))
+                 if record is not None else None)
     if published:
         if not checkpoint.is_file():
             raise WeightsError(f"{checkpoint}: no such file")
@@ -192,8 +192,6 @@ def convert_and_check(name: str, checkpoint: str | Path, out: str | Path, *,
 def convert_script(family: str, doc: str | None, argv: list[str] | None = None, *,
                    packed_option: bool = False) -> int:
     """The command line of ``scripts/convert_<family>.py`` (one per family, same options)."""
-    from zoo.errors import ZooError
-
     parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("name", help="zoo model name, with its registry tag where it has one")
     parser.add_argument("checkpoint", type=Path, help="the original checkpoint file")

@@ -3,14 +3,11 @@
 timm's ``VisionTransformer`` head is ``pool -> fc_norm -> head_drop -> head`` with the three
 modules as attributes of the model itself, so checkpoints have ``fc_norm.weight`` and
 ``head.weight`` at the top level.  Wrapping them in a shared ``nn.Module`` would move those keys
-(``<child>.head.weight``), so what families share here are the two parameter-free parts, as
-functions: :func:`check_global_pool` (the allowed values and their error message) and
-:func:`pool_tokens` (timm's :func:`~timm.layers.global_pool_nlc` restricted to them).  A family's
-``forward_head`` is then::
-
-    x = pool_tokens(x, self.global_pool, self.num_prefix_tokens)
-    x = self.head_drop(self.fc_norm(x))
-    return x if pre_logits else self.head(x)
+(``<child>.head.weight``), so what families share here is behaviour, not a module:
+:func:`check_global_pool` (the allowed values and their error message), :func:`pool_tokens`
+(timm's :func:`~timm.layers.global_pool_nlc` restricted to them), and :class:`TokenHeadModel`,
+a base class whose ``forward_head`` / ``reset_classifier`` use the model's own attributes
+(KArAt, KAT; OFQ's distilled DeiT uses the two functions for its two-token head).
 """
 from __future__ import annotations
 

@@ -98,6 +98,15 @@ class Space:
     def dw(self) -> bool:
         return self.block == "k1dwsek1"
 
+    @property
+    def cost_label(self) -> str:
+        """What the ``macs`` budget bounds, in words."""
+        return "TinyNAS FLOPs" if self.macs_count == "tinynas" else "MACs"
+
+    def cost(self, ev: Evaluation) -> float:
+        """The cost of an evaluated network that the ``macs`` budget bounds."""
+        return ev.tinynas_flops if self.macs_count == "tinynas" else ev.macs
+
 
 def _out_res(r: int, k: int, s: int) -> int:
     return (r + 2 * ((k - 1) // 2) - k) // s + 1
@@ -523,8 +532,7 @@ class Design:
     def slack(self) -> dict[str, float]:
         """Unused fraction of every budget (>= 0 when the design satisfies it)."""
         e, sp = self.evaluation, self.space
-        used = e.tinynas_flops if sp.macs_count == "tinynas" else e.macs
-        out = {"macs": 1 - used / sp.macs, "params": 1 - e.params / sp.params,
+        out = {"macs": 1 - sp.cost(e) / sp.macs, "params": 1 - e.params / sp.params,
                "rho": 1 - e.rho / sp.rho}
         if sp.max_layers is not None:
             out["layers"] = 1 - e.layers / sp.max_layers
@@ -649,8 +657,7 @@ def design(*, macs: float, params: float, rho: float = 0.5, block: str = "k1dwse
                num_classes=num_classes, in_chans=in_chans, macs_count=macs_count)
     g = _Geometry(sp)
     smallest = _smallest(sp, g)
-    macs_label = "TinyNAS FLOPs" if macs_count == "tinynas" else "MACs"
-    for key, budget, label in (("macs", sp.macs, macs_label), ("params", sp.params, "params")):
+    for key, budget, label in (("macs", sp.macs, sp.cost_label), ("params", sp.params, "params")):
         if smallest[key] > budget:
             raise DesignError(
                 f"{label} budget {budget:.4g} cannot be met: the smallest {block} network of this "
@@ -811,17 +818,13 @@ def _why_infeasible(sp: Space, g: _Geometry, reach: float | None = None) -> str:
     """Name the constraint that cannot be met."""
     best = _min_rho(sp, g) if reach is None else reach
     if math.isinf(best):
-        return (f"no {sp.block} network meets {_cost_label(sp)} <= {sp.macs:.4g} and params <= "
+        return (f"no {sp.block} network meets {sp.cost_label} <= {sp.macs:.4g} and params <= "
                 f"{sp.params:.4g}"
                 + (f" with at most {sp.max_layers} layers" if sp.max_layers else "")
                 + " in this space; raise those budgets")
-    return (f"rho0 = {sp.rho:g} cannot be met: within {_cost_label(sp)} <= {sp.macs:.4g} and "
-            f"params <= {sp.params:.4g} the smallest effectiveness reachable is about {best:.3g}; raise rho0 "
-            "or the MACs/params budgets")
-
-
-def _cost_label(sp: Space) -> str:
-    return "TinyNAS FLOPs" if sp.macs_count == "tinynas" else "MACs"
+    return (f"rho0 = {sp.rho:g} cannot be met: within {sp.cost_label} <= {sp.macs:.4g} and "
+            f"params <= {sp.params:.4g} the smallest effectiveness reachable is about "
+            f"{best:.3g}; raise rho0 or the MACs/params budgets")
 
 
 __all__ = ["Design", "DesignError", "Space", "design"]

@@ -28,8 +28,8 @@ Costs are exact: :func:`macs` counts what ``zoo.measure.count_macs`` counts (con
 the classifier; not BN, activations or pooling) and :func:`params` counts every parameter.
 :func:`tinynas_flops` is TinyNAS's own cost (``CnnNet.get_flops``), the unit of its FLOPs budgets
 and of the DeepMAD README's "FLOPs" column: conv multiply-accumulates plus 2 per BN output, 1 per
-ReLU output and 1 per average-pooled input element, without SE and classifier, on real-valued
-resolutions (``res / stride``).
+activation output, 1 per projected-shortcut output (the add) and 1 per average-pooled input
+element, without SE and classifier, on real-valued resolutions (``res / stride``).
 """
 from __future__ import annotations
 
@@ -210,8 +210,9 @@ def tinynas_flops(arch: Arch, resolution: int, in_chans: int = 3) -> float:
     """TinyNAS's cost of ``arch`` at ``resolution``, as ``CnnNet.get_flops(resolution)`` computes
     it from its blocks' ``flops`` fields (``blocks_basic.py``, ``super_res_k1kxk1.py``,
     ``super_res_k1dwsek1.py``): per conv ``c_in c_out k^2 / (g s^2) + 2 c_out / s^2`` (BN) per
-    input pixel, ``+ c_out / s^2`` per ReLU, ``+ c_in`` for the avg-pool of a stride-2 shortcut;
-    SE and the classifier are not counted; resolutions are divided, not floored."""
+    input pixel, ``+ c_out / s^2`` per ReLU and per projected shortcut's add, ``+ c_in`` for the
+    avg-pool of a stride-2 shortcut; SE and the classifier are not counted; resolutions are
+    divided, not floored."""
 
     def conv(cin: float, cout: float, k: int, s: int = 1, g: float = 1.0) -> float:
         return (cin * cout * k * k / g + 2 * cout) / s ** 2  # ConvKXBN
@@ -232,7 +233,7 @@ def tinynas_flops(arch: Arch, resolution: int, in_chans: int = 3) -> float:
             # super-block's first block (force_resproj); k1dwsek1: identity shortcut only
             shortcut = not dw or cin == c
             if not dw and (i == 0 or cin != c):
-                f += conv(cin, c, 1) / s ** 2 + c / s ** 2
+                f += conv(cin, c, 1) / s ** 2 + c / s ** 2  # projection + its add
             if shortcut and s == 2:
                 f += cin
             total += r * r * f
