@@ -33,7 +33,7 @@ def test_wheel_ships_specs_registry_and_assets() -> None:
 
 def test_installed_package_works_outside_the_source_tree(tmp_path) -> None:
     _installed_files()
-    code = ("import zoo, pathlib; from zoo.catalog import data_dir; "
+    code = ("import zoo, pathlib; from zoo.paths import data_dir; "
             "print(pathlib.Path(zoo.__file__).parent.parent.name, data_dir('specs').parent.name, "
             "len(zoo.list_models()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,

@@ -6,6 +6,8 @@ import time
 from importlib.resources import files
 from pathlib import Path
 
+from zoo.catalog import get_spec
+
 SAMPLE_IMAGE = "sample.png"
 
 
@@ -32,14 +34,15 @@ def run_demo(name: str, *, image: str | None = None, pretrained: bool = False,
     from PIL import Image
     from timm.data import create_transform, resolve_data_config
 
-    import zoo
+    from zoo.build import create
     from zoo.measure import count_macs, count_params
 
-    spec = zoo.get_spec(name)
+    spec = get_spec(name)
     t0 = time.perf_counter()
-    model = zoo.create(name, pretrained=pretrained).eval()
+    model = create(name, pretrained=pretrained).eval()
     build_s = time.perf_counter() - t0
-    params, macs = count_params(model), count_macs(model, tuple(spec.data.input_size))
+    c, h, w = spec.data.input_size
+    params, macs = count_params(model), count_macs(model, (c, h, w))
     rep = spec.reported
     print(f"model   {spec.name} [{spec.family}] built from its spec in {build_s * 1e3:.0f} ms "
           f"({'pretrained' if pretrained else 'random weights'})")

@@ -103,3 +103,7 @@ class InputShapeError(ZooError, ValueError):
 
 class CheckpointError(ZooError, ValueError):
     """An original checkpoint that cannot be converted (unsafe pickle, unknown layout)."""
+
+
+class CalibrationError(ZooError, ValueError):
+    """Calibration cannot run: no data, no weights, nothing to calibrate, bad arguments."""

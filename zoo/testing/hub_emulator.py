@@ -434,8 +434,10 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if self._entry is None:  # no response started (connection dropped before it)
                 self._log_entry(status)
-            self._entry.status = status
-            self._entry.body_bytes = self._sent
+            entry = self._entry
+            if entry is not None:
+                entry.status = status
+                entry.body_bytes = self._sent
 
     def send_response(self, code: int, message: str | None = None) -> None:
         # logged before the status line leaves, so a client that has its answer always finds

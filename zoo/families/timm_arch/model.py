@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo.families.contract import FamilyHooks
 from zoo.errors import CheckpointError, SpecError
 from zoo.model import ZooModel
 
@@ -79,11 +80,10 @@ def _feature_info(model: nn.Module) -> list[dict]:
 
 def _check_architecture(spec) -> None:
     import timm
-
-    from zoo.catalog import catalog
+    from timm.models import is_model_in_modules
 
     name = spec.arch.timm_model
-    if name in catalog().entries:
+    if is_model_in_modules(name, ["zoo"]):
         raise SpecError(f"arch.timm_model {name!r} names a zoo model, not a timm built-in "
                         "architecture", model=spec.name)
     if not timm.is_model(name):
@@ -124,3 +124,6 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         raise CheckpointError(f"{spec.name}: keys already start with {PREFIX!r}: this looks like "
                               "a zoo-layout state dict, which needs no conversion")
     return {PREFIX + k.removeprefix("module."): v for k, v in state_dict.items()}
+
+
+HOOKS = FamilyHooks(build=build, convert=convert)

@@ -82,7 +82,7 @@ def load_original_checkpoint(path: str | Path, *, extra_safe_globals: Iterable[A
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.suffix == ".safetensors":
-        from zoo.weights import load_safetensors
+        from zoo.weights.reader import load_safetensors
 
         try:
             tensors, _ = load_safetensors(path, str(path))
