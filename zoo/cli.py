@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from zoo.errors import ZooError
 
 # Core modules that add commands; each has register(subparsers) and imports torch lazily.
-_PLUGIN_MODULES = ("zoo.publish", "zoo.evaluate")
+_PLUGIN_MODULES = ("zoo.publish", "zoo.evaluate", "zoo.site.cli")
 DEFAULT_DEMO_MODEL = "simplenetv1_5m_m2"
 
 
