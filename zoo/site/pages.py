@@ -140,7 +140,9 @@ def _table(rows: list[ModelRow]) -> Raw:
     return join(filters, el("div", table, class_="table-wrap"))
 
 
-def _accuracy_plots(rows: list[ModelRow], colours: dict[str, str]) -> Raw:
+def _accuracy_plots(rows: list[ModelRow], colours: dict[str, str]) -> list[Raw]:
+    """Top-1 against MACs and parameters, one pair of plots per dataset that top-1 is reported
+    on, the dataset with the most models first."""
     by_dataset = Counter(r.spec.reported.dataset for r in rows
                          if r.spec.reported is not None and r.spec.reported.top1 is not None)
     sections = []
@@ -168,11 +170,8 @@ def _accuracy_plots(rows: list[ModelRow], colours: dict[str, str]) -> Raw:
                           points, colours, front=front, plot_id=ident).svg()
             figures.append(el("figure", svg, el("figcaption", f"Top-1 against {what}"),
                               class_="plot-fig"))
-        sections.append(el("h3", f"Top-1 on {dataset}"))
-        sections.append(el("div", figures, class_="plots"))
-    if not sections:
-        sections.append(el("p", "No model reports a top-1 accuracy."))
-    return join(*sections)
+        sections.append(join(el("h3", f"Top-1 on {dataset}"), el("div", figures, class_="plots")))
+    return sections
 
 
 def _claims(rows: list[ModelRow], colours: dict[str, str]) -> Raw:
@@ -218,6 +217,7 @@ def index_page(rows: list[ModelRow], *, version: str, export_matrix: "ExportMatr
     fam_legend = legend(colours, families, extra=[("filled", "measured by zoo"),
                                                   ("hollow", "paper's value (not measured)"),
                                                   ("front", "on the Pareto front")])
+    plots = _accuracy_plots(rows, colours)
     claims_legend = legend(colours, families, extra=[("flag", f"beyond ±{CLAIMS_TOLERANCE:.0%}")])
     intro = el("p", f"{len(rows)} models in {len(families)} families, generated from zoo's specs "
                f"and weights registry by zoo {version}. Parameters and MACs are measured by "
@@ -229,11 +229,14 @@ def index_page(rows: list[ModelRow], *, version: str, export_matrix: "ExportMatr
         el("header", el("h1", "zoo model catalog"), intro,
            el("nav", el("a", "Accuracy vs cost", href="#plots"), " · ",
               el("a", "All models", href="#table"), " · ",
+              join(el("a", "Other datasets", href="#plots-other"), " · ") if len(plots) > 1 else None,
               el("a", "Paper claims check", href="#claims"))),
         el("main",
            el("section", el("h2", "Accuracy against cost"), fam_legend,
-              _accuracy_plots(rows, colours), id="plots"),
+              plots[0] if plots else el("p", "No model reports a top-1 accuracy."), id="plots"),
            el("section", el("h2", "All models"), _table(rows), id="table"),
+           el("section", el("h2", "Accuracy on other datasets"), fam_legend, plots[1:],
+              id="plots-other") if len(plots) > 1 else None,
            el("section", el("h2", "Paper claims check"),
               el("p", "zoo's measured parameters and MACs against the numbers the papers report. "
                  "Points on the diagonal agree; the band is ±2%."),

@@ -69,7 +69,7 @@ class Scatter:
     plot_id: str = "plot"
     empty: str = "no models with both values"
 
-    W, H = 560, 380
+    W, H = 560, 360
     ML, MR, MT, MB = 64, 18, 14, 50
 
     # -- scales ----------------------------------------------------------------------------------
