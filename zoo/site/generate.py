@@ -9,10 +9,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Callable, Literal, Sequence
 
 from zoo.site import SiteError
 from zoo.site.data import ModelRow
+
+if TYPE_CHECKING:
+    from zoo.site.exports import ExportMatrix
 
 MARKER = ".zoo-catalog"
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -43,7 +46,7 @@ def select_models(patterns: Sequence[str] = ("*",), family: str | None = None) -
 
 
 def collect(names: Sequence[str], *, measure: bool = True, refresh: bool = False,
-            cache_dir: Path | None = None, export_matrix=None,
+            cache_dir: Path | None = None, export_matrix: "ExportMatrix | None" = None,
             progress: Callable[[str], None] | None = None,
             report: SiteReport | None = None) -> list[ModelRow]:
     """One :class:`ModelRow` per model: spec, registry records, measurement, export results."""
@@ -92,7 +95,8 @@ def _catalog_json(rows: list[ModelRow], version: str) -> str:
     return json.dumps({"generator": f"zoo catalog (zoo {version})", "models": models}, indent=1) + "\n"
 
 
-def _write_tree(folder: Path, rows: list[ModelRow], version: str, matrix) -> None:
+def _write_tree(folder: Path, rows: list[ModelRow], version: str,
+                matrix: "ExportMatrix | None") -> None:
     from zoo.site.pages import index_page, model_page
 
     (folder / "models").mkdir(parents=True)
