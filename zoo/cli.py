@@ -22,7 +22,8 @@ from zoo.paths import data_dir
 from zoo.registry import registry
 
 # Modules that add commands; each has register(subparsers) and imports torch lazily.
-_COMMAND_MODULES = ("zoo.publish.commands", "zoo.evaluate", "zoo.bench", "zoo.calibrate")
+_COMMAND_MODULES = ("zoo.publish.commands", "zoo.evaluate", "zoo.bench", "zoo.calibrate",
+                    "zoo.site.cli")
 DEFAULT_DEMO_MODEL = "simplenetv1_5m_m2"
 
 
