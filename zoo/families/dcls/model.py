@@ -40,11 +40,12 @@ class ConstructKernel2d(nn.Module):
         h(x) = max(0, 1 - |x|)
 
     i.e. each weight is split over the four grid cells around its position with the bilinear
-    coefficients ``(1-r1)(1-r2), (1-r1) r2, r1 (1-r2), r1 r2`` (``r`` the fractional parts).
-    Cells outside the kernel are dropped, as upstream's ``v0`` does; training keeps positions in
-    ``[-lim, lim]`` (``ConvNeXtDcls.clamp_parameters``), where every cell that receives weight lies
-    inside the kernel.  The product is elementwise (no matmul): it is the same for every image,
-    so, like the paper's FLOPs, zoo's MAC count holds only the convolution itself.
+    coefficients ``(1-r1)(1-r2), (1-r1) r2, r1 (1-r2), r1 r2`` (``r`` the fractional parts), which
+    is how it is computed here: four scatter-adds per element.  Cells outside the kernel are
+    dropped, as upstream's ``v0`` does; training keeps positions in ``[-lim, lim]``
+    (``ConvNeXtDcls.clamp_parameters``), where every cell that receives weight lies inside.  The
+    construction is the same for every image and has no matmul, so, as in the paper's FLOPs,
+    zoo's MAC count holds only the convolution itself.
     """
 
     def __init__(self, dilated_kernel_size: int) -> None:
@@ -55,12 +56,18 @@ class ConstructKernel2d(nn.Module):
         """``weight`` (C_out, C_in/groups, kernel_count), ``positions`` (2, C_out, C_in/groups,
         kernel_count) -> kernel (C_out, C_in/groups, dilated_kernel_size, dilated_kernel_size)."""
         size = self.dilated_kernel_size
-        grid = torch.arange(size, device=weight.device, dtype=weight.dtype)
-        centred = positions.unsqueeze(-1) + size // 2            # (2, C_out, C_in/g, count, 1)
-        hat = (1 - (grid - centred).abs()).clamp(min=0)         # (2, C_out, C_in/g, count, size)
-        rows, cols = hat.unbind(0)
-        cells = weight[..., None, None] * rows.unsqueeze(-1) * cols.unsqueeze(-2)
-        return cells.sum(dim=2)
+        centred = positions + size // 2
+        cell = centred.floor()
+        rest = centred - cell  # the gradient of the positions flows through the rests
+        kernel = weight.new_zeros(*weight.shape[:2], size * size)
+        for dr in (0, 1):
+            row, share_r = cell[0] + dr, rest[0] if dr else 1 - rest[0]
+            for dc in (0, 1):
+                col, share_c = cell[1] + dc, rest[1] if dc else 1 - rest[1]
+                inside = (row >= 0) & (row < size) & (col >= 0) & (col < size)
+                index = (row.clamp(0, size - 1) * size + col.clamp(0, size - 1)).long()
+                kernel.scatter_add_(-1, index, weight * share_r * share_c * inside)
+        return kernel.view(*weight.shape[:2], size, size)
 
     def extra_repr(self) -> str:
         return f"dilated_kernel_size={self.dilated_kernel_size}, interpolation=bilinear"
@@ -153,7 +160,7 @@ class ConvNeXtDcls(ClassifierHeadModel):
         self.stem = nn.Sequential(nn.Conv2d(in_chans, dims[0], kernel_size=4, stride=4),
                                   LayerNorm2d(dims[0], eps=1e-6))
         total = sum(arch.depths)
-        rates = torch.linspace(0, arch.drop_path_rate, total).tolist()  # upstream's dp_rates
+        rates = torch.linspace(0, arch.drop_path_rate, total, device="cpu").tolist()  # upstream dp_rates
         stages, start, prev = [], 0, dims[0]
         for i, (depth, dim) in enumerate(zip(arch.depths, dims)):
             stages.append(DclsConvNeXtStage(prev, dim, depth, arch, rates[start:start + depth],
