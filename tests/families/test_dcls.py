@@ -235,7 +235,8 @@ def test_upstream_layout_converts_with_positions_once(tiny_golden) -> None:
     converted = zoo.convert_checkpoint(TINY, sd)
     assert set(converted) == set(_meta(TINY).state_dict())
     assert torch.equal(converted["stages.3.positions"], sd["stages.3.2.dwconv.P"])
-    assert torch.equal(converted["stages.0.blocks.2.mlp.fc2.weight"], sd["stages.0.2.pwconv2.weight"])
+    assert torch.equal(converted["stages.0.blocks.2.mlp.fc2.weight"],
+                       sd["stages.0.2.pwconv2.weight"])
     assert torch.equal(converted["head.norm.weight"], sd["norm.weight"])
     assert torch.equal(converted["stem.1.bias"], sd["downsample_layers.0.1.bias"])
     prefixed = zoo.convert_checkpoint(TINY, {f"module.{k}": v for k, v in sd.items()})

@@ -113,8 +113,8 @@ class DclsConvNeXtBlock(nn.Module):
 
 class DclsConvNeXtStage(nn.Module):
     """A ConvNeXt stage (timm ``ConvNeXtStage`` layout): downsampling (LayerNorm + 2x2 stride-2
-    conv; none in stage 0, which follows the stem), then ``depth`` blocks that all use this stage's ``positions`` (2, C, 1,
-    kernel_count): upstream's ``P_stages[i]``, one tensor for the stage."""
+    conv; none in stage 0, which follows the stem), then ``depth`` blocks that all use the
+    stage's ``positions`` (2, C, 1, kernel_count): upstream's ``P_stages[i]``, one tensor."""
 
     def __init__(self, in_chs: int, out_chs: int, depth: int, arch: Arch,
                  drop_path_rates: list[float], downsample: bool) -> None:
@@ -160,7 +160,8 @@ class ConvNeXtDcls(ClassifierHeadModel):
         self.stem = nn.Sequential(nn.Conv2d(in_chans, dims[0], kernel_size=4, stride=4),
                                   LayerNorm2d(dims[0], eps=1e-6))
         total = sum(arch.depths)
-        rates = torch.linspace(0, arch.drop_path_rate, total, device="cpu").tolist()  # upstream dp_rates
+        # upstream's dp_rates; on the CPU also inside a meta-device build
+        rates = torch.linspace(0, arch.drop_path_rate, total, device="cpu").tolist()
         stages, start, prev = [], 0, dims[0]
         for i, (depth, dim) in enumerate(zip(arch.depths, dims)):
             stages.append(DclsConvNeXtStage(prev, dim, depth, arch, rates[start:start + depth],
