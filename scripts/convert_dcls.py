@@ -7,7 +7,7 @@ K-H-Ismail/ConvNeXt-dcls README) to a hub-ready folder.
 
 The file holds upstream ``ConvNeXt_dcls``'s EMA weights under ``'model'``, read with
 ``torch.load(weights_only=True)`` and zoo's allow-list
-(``zoo.checkpoint.load_original_checkpoint``).
+(``zoo.weights.checkpoint.load_original_checkpoint``).
 ``zoo.convert_checkpoint`` maps ``downsample_layers`` / ``stages.i.j.{dwconv,norm,pwconv1,pwconv2,
 gamma}`` / ``norm`` / ``head`` to timm's ConvNeXt names, keeps each stage's positions
 (``stages.i.j.dwconv.P``, one tensor repeated under every block) once as ``stages.i.positions``

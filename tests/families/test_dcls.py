@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 import zoo
 from tests import golden as G
-from zoo.catalog import catalog, data_dir
+from zoo.catalog import catalog
+from zoo.paths import data_dir
 from zoo.errors import CheckpointError, SpecError, WeightsNotPublishedError
 from zoo.families.dcls.model import ConstructKernel2d, Dcls2d
 from zoo.measure import count_macs, count_params
@@ -271,8 +272,9 @@ def test_zoo_layout_needs_no_conversion() -> None:
 def test_training_checkpoint_with_ema_round_trip(tiny_golden, tmp_path) -> None:
     """A checkpoint as upstream's utils.save_model writes it ('model', 'model_ema', args) ->
     load_original_checkpoint(use_ema=True) -> convert -> strict load; the EMA weights win."""
-    from zoo.build import build_model, load_into
-    from zoo.checkpoint import load_original_checkpoint
+    from zoo.build import build_model
+    from zoo.loading import load_into
+    from zoo.weights.checkpoint import load_original_checkpoint
 
     ema = G.fill_state_dict(tiny_golden)
     raw = {k: v + 1 for k, v in ema.items()}

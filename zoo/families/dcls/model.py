@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from zoo.errors import CheckpointError
+from zoo.families.contract import FamilyHooks
 from zoo.model import ClassifierHeadModel
 
 from .schema import Arch
@@ -284,3 +285,6 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
 
 __all__ = ["ConstructKernel2d", "ConvNeXtDcls", "Dcls2d", "DclsConvNeXtBlock", "DclsConvNeXtStage",
            "build", "convert"]
+
+
+HOOKS = FamilyHooks(build=build, convert=convert)
