@@ -33,6 +33,9 @@ class TimmArchModel(ZooModel):
         self.num_features = model.num_features
         self.head_hidden_size = getattr(model, "head_hidden_size", model.num_features)
         self.feature_info = _feature_info(model)
+        if _is_token_model(model):
+            self.features_only_hint = ("its blocks output token sequences; use "
+                                       "model.model.forward_intermediates(x) for NCHW maps")
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.model.forward_features(x)
@@ -69,14 +72,23 @@ class TimmArchModel(ZooModel):
 
 def _feature_info(model: nn.Module) -> list[dict]:
     """The timm model's own ``feature_info``, its module names under the ``model.`` prefix.
-    Empty (no ``features_only``) when timm declares none, or when a level needs a pre-forward
-    hook (timm's ``feature_location="bottleneck"``), which zoo's forward hooks cannot serve."""
+    Empty (no ``features_only``) when timm declares none, when a level needs a pre-forward
+    hook (timm's ``feature_location="bottleneck"``), which zoo's forward hooks cannot serve, or
+    when the levels are token sequences, not feature maps (ViT blocks: timm reshapes them in
+    ``forward_intermediates``, not in the blocks)."""
     info = getattr(model, "feature_info", None) or []
     info = list(getattr(info, "info", info))  # a timm FeatureInfo object, or a list of dicts
-    if any(d.get("hook_type", "forward") != "forward" for d in info):
+    if any(d.get("hook_type", "forward") != "forward" for d in info) or _is_token_model(model):
         return []
     return [{"module": PREFIX + d["module"], "num_chs": d["num_chs"], "reduction": d["reduction"]}
             for d in info]
+
+
+def _is_token_model(model: nn.Module) -> bool:
+    """A ViT-style model: its blocks take and return (B, tokens, C) sequences."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    return isinstance(model, VisionTransformer)
 
 
 def _check_architecture(spec) -> None:
