@@ -237,3 +237,27 @@ def test_registry_records() -> None:
         assert rec.source.url == ("https://huggingface.co/nzl-thu/Model-Assembling/resolve/main/"
                                   f"{folder}vit_{size}.pth")
         assert rec.metrics.img_size == zoo.get_spec(name).data.input_size[1]
+
+
+@pytest.mark.slow
+def test_upstream_training_checkpoint_through_the_script(tmp_path) -> None:
+    """A file as upstream's utils.save_model writes it ({'model', 'model_stages', 'optimizer',
+    'epoch', ...}; golden weights from the original code) -> scripts/convert_model_assembling.py
+    -> a folder reproducing the original's logits."""
+    from pathlib import Path
+
+    from tests import golden as G
+    from tests.util import run_script
+
+    name = "assembled_vit_base_patch16_224"
+    g = G.load(Path(__file__).resolve().parents[1] / "golden" / f"{name}.json")
+    full = G.fill_state_dict(g)
+    stages = [{k.split(".", 2)[2]: v for k, v in full.items() if k.startswith(f"stages.{i}.")}
+              for i in range(4)]
+    path = tmp_path / "vit_base.pth"
+    torch.save({"model": full, "model_stages": stages, "optimizer": {"state": {}},
+                "epoch": 99, "scaler": {}}, path)
+    del full, stages
+    assert run_script("convert_model_assembling.py", f"{name}.in1k", path,
+                      "--out", tmp_path / "hub") == 0
+    G.assert_matches(g, G.run(g, zoo.create(name, weights=tmp_path / "hub")))

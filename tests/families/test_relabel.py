@@ -105,3 +105,20 @@ def test_registry_lists_every_readme_model() -> None:
         assert f"{README_TOP1[tag]}.pth" in rec.source.url
         if tag.endswith(".in1k"):
             assert zoo.get_spec(tag.split(".")[0]).reported.top1 == README_TOP1[tag]
+
+
+def test_converter_script_reproduces_the_original(tmp_path) -> None:
+    """Golden weights (upstream's torchvision model) saved as upstream's Trainer does ->
+    scripts/convert_relabel.py -> a folder reproducing the original's logits."""
+    from pathlib import Path
+
+    from tests import golden as G
+    from tests.util import run_script
+
+    name = "relabel_resnet18"
+    g = G.load(Path(__file__).resolve().parents[1] / "golden" / f"{name}.json")
+    path = tmp_path / "rn18_relabel_72.5.pth"
+    torch.save({"epoch": 300, "arch": "resnet18", "accuracy": 72.5, "optimizer": {},
+                "state_dict": G.fill_state_dict(g)}, path)
+    assert run_script("convert_relabel.py", f"{name}.in1k", path, "--out", tmp_path / "hub") == 0
+    G.assert_matches(g, G.run(g, zoo.create(name, weights=tmp_path / "hub")))

@@ -56,8 +56,9 @@ def read_basis(path: str | Path) -> Tensor:
         raise CheckpointError(f"{path}: not an EBV basis pickle as upstream writes it "
                               f"(pickle.dump of one tensor): {e}") from None
     if not isinstance(obj, Tensor) or obj.ndim != 2 or not obj.is_floating_point():
+        shape = tuple(obj.shape) if isinstance(obj, Tensor) else ""
         raise CheckpointError(f"{path}: expected one 2-D float tensor, got "
-                              f"{type(obj).__name__}{tuple(obj.shape) if isinstance(obj, Tensor) else ''}")
+                              f"{type(obj).__name__}{shape}")
     return obj.detach().contiguous()
 
 
