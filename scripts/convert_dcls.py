@@ -13,7 +13,7 @@ gamma}`` / ``norm`` / ``head`` to timm's ConvNeXt names, keeps each stage's posi
 (``stages.i.j.dwconv.P``, one tensor repeated under every block) once as ``stages.i.positions``
 after checking the copies are equal, and rejects any key it does not know.  The model is loaded
 strictly, written by ``zoo.save_pretrained``, reloaded and its logits compared with the
-checkpoint's (``zoo.publish.convert_and_check``).
+checkpoint's (``zoo.publish.conversion.convert_and_check``).
 """
 from __future__ import annotations
 

@@ -23,6 +23,14 @@ from zoo.registry import registry
 from zoo.weights import resolve_tag
 
 
+def tensor_file(text: str) -> tuple[str, Path]:
+    """``KEY=FILE`` of ``--tensor``."""
+    key, sep, file = text.partition("=")
+    if not sep or not key or not file:
+        raise argparse.ArgumentTypeError(f"expected KEY=FILE, got {text!r}")
+    return key, Path(file)
+
+
 def register(subparsers: Any) -> None:
     """Add the publishing commands to ``zoo``'s argument parser."""
     p = subparsers.add_parser(
@@ -35,6 +43,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("checkpoint", help="the original checkpoint file (.pth/.pt/.bin/.safetensors)")
     p.add_argument("--out", help="folder to write (default: zoo's cache for the registry tag)")
     p.add_argument("--use-ema", action="store_true", help="take the checkpoint's EMA weights")
+    p.add_argument("--tensor", action="append", default=[], metavar="KEY=FILE", type=tensor_file,
+                   help="an original state-dict entry that upstream keeps in a file of its own "
+                   "(pickle.dump of one tensor, e.g. EBV's basis vectors); repeatable")
     p.set_defaults(func=cmd_convert)
 
     p = subparsers.add_parser(
@@ -72,7 +83,8 @@ def register(subparsers: Any) -> None:
 def cmd_convert(args: argparse.Namespace) -> int:
     from zoo.publish.conversion import convert  # imports torch
 
-    out = convert(args.name, args.checkpoint, out=args.out, use_ema=args.use_ema)
+    out = convert(args.name, args.checkpoint, out=args.out, use_ema=args.use_ema,
+                  tensors=dict(args.tensor))
     print(out)
     return 0
 
