@@ -26,8 +26,9 @@ def _installed_files() -> set[str]:
 def test_wheel_ships_specs_registry_and_assets() -> None:
     names = _installed_files()
     for kind in ("specs", "registry"):
-        for path in (ROOT / kind).glob("*.yaml"):
-            assert f"zoo/_data/{kind}/{path.name}" in names, f"{kind}/{path.name} not installed"
+        for path in sorted((ROOT / kind).rglob("*.yaml")):
+            rel = path.relative_to(ROOT / kind).as_posix()
+            assert f"zoo/_data/{kind}/{rel}" in names, f"{kind}/{rel} not installed"
     assert "zoo/assets/sample.png" in names
 
 
