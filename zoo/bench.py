@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from zoo.argtypes import non_negative_int, positive_int
 from zoo.catalog import get_spec, register_specs
 
 
@@ -32,8 +33,9 @@ def bench(name: str, *, batch_size: int = 8, img_size: int | None = None,
 
     from zoo.build import create
 
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from zoo.device import resolve_device
+
+    device = str(resolve_device(device))
     model = create(name).to(device).eval()
     spec = get_spec(name.partition(".")[0])
     size = img_size or spec.data.input_size[1]
@@ -78,13 +80,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser("bench", help="inference throughput and latency")
     p.add_argument("name")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--img-size", type=int)
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--img-size", type=positive_int)
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--amp", action="store_true")
     p.add_argument("--device")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--warmup", type=non_negative_int, default=3)
+    p.add_argument("--runs", type=positive_int, default=10)
     p.add_argument("--specs", action="append", help="extra spec YAML file(s) to register")
     p.set_defaults(func=_cmd_bench)

@@ -7,6 +7,7 @@ Families are called only through :class:`zoo.families.Family`.
 """
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from zoo.catalog import get_spec, split_name
-from zoo.errors import StateDictMismatchError, ZooError
+from zoo.errors import CorruptWeightsError, SpecError, StateDictMismatchError, ZooError
 from zoo.families import get_family
 from zoo.loading import load_into, materialize, parameters_on_meta
 from zoo.model import FeatureExtractor
@@ -119,6 +120,7 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
     out_indices = overrides.pop("out_indices", None)
     model_name, tag = split_name(name)
     spec = get_spec(model_name)
+    _check_overrides(spec, overrides)
     source = _resolve_source(spec, tag, pretrained, weights)
     if source is not None and source.num_classes and source.num_classes != spec.data.num_classes:
         spec = spec.with_overrides(num_classes=source.num_classes)
@@ -133,8 +135,14 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
         if want_classes != weights_spec.data.num_classes or want_chans != weights_spec.data.in_chans:
             raise StateDictMismatchError("packed (deployable) weights cannot be adapted to a new "
                                          "num_classes/in_chans; load the latent weights instead")
-        state_dict, _ = source.read()
-        model = get_family(spec.family).load_packed(spec, state_dict)
+        family = get_family(spec.family)
+        if not family.supports_packed:
+            raise CorruptWeightsError(f"{source.describe()} declares the 'packed' layout, but the "
+                                      f"{family.name} family has no packed weights; it is not a "
+                                      f"file for {spec.name}")
+        state_dict, metadata = source.read()
+        source.check_architecture(weights_spec, metadata)
+        model = family.load_packed(spec, state_dict)
         set_pretrained_cfg(model, spec, source.tag)
     else:
         state_dict = adapt_state_dict(weights_spec, _weights_state_dict(source, weights_spec),
@@ -150,6 +158,25 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
     if device is not None or dtype is not None:
         model = model.to(device=device, dtype=dtype)
     return model.eval() if source is not None else model
+
+
+CREATE_ARGS = ("pretrained", "weights", "num_classes", "in_chans", "device", "dtype",
+               "features_only", "out_indices")
+
+
+def _check_overrides(spec: SpecBase, overrides: dict[str, Any]) -> None:
+    """Unknown keyword arguments of :func:`create` are errors that suggest the name meant."""
+    fields = sorted(type(spec.arch).model_fields)
+    unknown = [k for k in overrides if k not in fields]
+    if not unknown:
+        return
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, [*CREATE_ARGS, *fields], n=3, cutoff=0.7)
+        named.append(repr(key) + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+    raise SpecError(f"zoo.create({spec.name!r}): unknown argument {', '.join(named)}; it takes "
+                    f"{', '.join(CREATE_ARGS)} and the {spec.family} architecture's fields "
+                    f"({', '.join(fields)})", model=spec.name)
 
 
 def _features_only(model: nn.Module, spec: SpecBase, out_indices: Any) -> nn.Module:

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoo.argtypes import non_negative_int, positive_int
 from zoo.catalog import get_spec, split_name
 from zoo.errors import CalibrationError
 from zoo.families import get_family
@@ -137,11 +138,11 @@ def register(subparsers: Any) -> None:
     src.add_argument("--supernet-checkpoint", metavar="PTH",
                      help="an original checkpoint (e.g. an AttentiveNAS/AlphaNet supernet) that "
                      "the family converts (slices) to this model")
-    p.add_argument("--batches", type=int, default=DEFAULT_BATCHES,
+    p.add_argument("--batches", type=positive_int, default=DEFAULT_BATCHES,
                    help=f"number of batches (default {DEFAULT_BATCHES}, as AttentiveNAS)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
                    help=f"default {DEFAULT_BATCH_SIZE}, as AttentiveNAS")
-    p.add_argument("--seed", type=int, default=0, help="shuffling seed")
-    p.add_argument("--workers", type=int, default=0, help="data loader workers")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="shuffling seed")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="data loader workers")
     p.add_argument("--device", default=None, help="e.g. cuda (default: cpu)")
     p.set_defaults(func=cmd_calibrate)

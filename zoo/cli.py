@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo.catalog import catalog, get_spec, json_schema, list_models, split_name
+from zoo.catalog import (catalog, get_spec, json_schema, list_models, register_specs,
+                         split_name)
 from zoo.catalog.discovery import file_family
+from zoo.argtypes import ZooArgumentParser
 from zoo.errors import ZooError
 from zoo.families import family_names, get_family
 from zoo.paths import data_dir
@@ -61,6 +63,8 @@ def _weights_lines(name: str) -> list[str]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    for path in args.specs or []:
+        register_specs(path)
     name = split_name(args.name)[0]
     spec = get_spec(name)
     if args.json:
@@ -151,10 +155,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from zoo.version import __version__
 
-    parser = argparse.ArgumentParser(prog="zoo", description="A declarative model zoo for image "
-                                     "classification: specs, builders, Hub weights, timm plug-in.")
+    parser = ZooArgumentParser(prog="zoo", description="A declarative model zoo for image "
+                               "classification: specs, builders, Hub weights, timm plug-in.")
     parser.add_argument("--version", action="version", version=f"zoo {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (give it before the command)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="list models (or pretrained name.tag with --pretrained)")
@@ -171,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--no-measure", action="store_true", help="don't build the model (no torch)")
     p.add_argument("--json", action="store_true", help="print the resolved spec as JSON")
+    p.add_argument("--specs", action="append", metavar="YAML",
+                   help="extra spec file(s) or folder(s) to register first (repeatable)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("schema", help="print the JSON Schema of spec files (for editors)")
@@ -196,17 +203,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one ``zoo`` command.  Every failure ends in one ``zoo: error:`` line on stderr and
+    exit status 2 (130 when interrupted); ``--debug`` (before the command) re-raises instead,
+    with the traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv[:argv.index("--")] if "--" in argv else "--debug" in argv
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
     except ZooError as e:
-        if args.debug:
+        if debug:
             raise
         print(f"zoo: error: {e}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        return 0
+    except Exception as e:  # a bug in zoo or below it: still one line, the details on request
+        if debug:
+            raise
+        print(f"zoo: error: unexpected {type(e).__name__}: {_one_line(e)} (this is a bug; rerun "
+              "with `zoo --debug ...` for the traceback and report it)", file=sys.stderr)
+        return 2
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text[:500] + ("..." if len(text) > 500 else "")
 
 
 if __name__ == "__main__":

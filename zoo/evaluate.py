@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from zoo.argtypes import existing_file, non_negative_int, positive_int
 from zoo.catalog import get_spec, register_specs
 from zoo.errors import ZooError
 from zoo.version import __version__
@@ -79,25 +80,46 @@ def load_label_map(path: str | Path | None, label_set: str, num_classes: int,
     used automatically, so a subset of the classes still gets the right indices.  Otherwise
     sorted folder names are the class indices."""
     if path is not None:
-        text = Path(path).read_text()
-        if text.lstrip().startswith("{"):
-            return {str(k): int(v) for k, v in json.loads(text).items()}
-        out = {}
-        for line in text.splitlines():
-            if line.strip():
-                folder, idx = line.split()
-                out[folder] = int(idx)
-        return out
+        return _read_label_map(Path(path))
     import re
 
     folders = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
-    if label_set == "imagenet-1k" and num_classes == 1000 and folders \
-            and all(re.fullmatch(r"n\d{8}", f) for f in folders):
-        from timm.data import ImageNetInfo
+    if label_set == "imagenet-1k" and num_classes == 1000 and folders:
+        if all(re.fullmatch(r"n\d{8}", f) for f in folders):
+            from timm.data import ImageNetInfo
 
-        info = ImageNetInfo()
-        return {info.index_to_label_name(i): i for i in range(1000)}
+            info = ImageNetInfo()
+            return {info.index_to_label_name(i): i for i in range(1000)}
+        warnings.warn(f"the class folders of {root} are not ImageNet-1k synset ids (n01440764, "
+                      "...): their sorted names are taken as class indices 0..N-1; pass "
+                      "--label-map if they name the classes otherwise", stacklevel=2)
     return None
+
+
+def _read_label_map(path: Path) -> dict[str, int]:
+    """A label map file: JSON ``{folder: index}``, or lines ``folder index``."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read the label map {path}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        if text.lstrip().startswith("{"):
+            doc = json.loads(text)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            return {str(k): int(v) for k, v in doc.items()}
+        out = {}
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    folder, idx = line.split()
+                    out[folder] = int(idx)
+                except ValueError:
+                    raise ValueError(f"line {n}: {line.strip()[:80]!r}") from None
+        return out
+    except (ValueError, TypeError) as e:
+        raise DataError(f"{path} is not a label map (JSON {{folder: index}} or lines 'folder "
+                        f"index'): {e}") from None
 
 
 def resolve_root(data: str | Path, split: str | None) -> Path:
@@ -145,7 +167,8 @@ class _Dataset:
         try:
             with Image.open(s.path) as img:
                 x = self.transform(img.convert("RGB"))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
+                ValueError) as e:
             if self.skip_bad:
                 return _Unreadable(str(s.path), str(e))
             raise DataError(f"cannot read image {s.path}: {e} (fix or remove it, or pass "
@@ -218,8 +241,11 @@ def evaluate(name: str, data: str | Path, *, split: str | None = None, weights: 
     from zoo.build import create
 
     rank, world, local_rank = _dist_env()
+    from zoo.device import resolve_device
+
     if device is None:
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(device))
     initialized_here = False
     if world > 1 and not dist.is_initialized():
         if device.startswith("cuda"):
@@ -229,7 +255,12 @@ def evaluate(name: str, data: str | Path, *, split: str | None = None, weights: 
     try:
         root = resolve_root(data, split)
         model_name = name.partition(".")[0]
-        model = create(name, pretrained="." in name and weights is None, weights=weights)
+        pretrained = "." in name and weights is None
+        if not pretrained and weights is None:
+            warnings.warn(f"{name}: no weights tag and no --weights: evaluating randomly "
+                          f"initialized weights (expect chance accuracy); use {name}.TAG (see "
+                          "`zoo list --pretrained`) or --weights", stacklevel=2)
+        model = create(name, pretrained=pretrained, weights=weights)
         model = model.to(device).eval()
         spec = get_spec(model_name)
         num_classes = int(getattr(model, "num_classes"))
@@ -328,10 +359,11 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="ImageFolder root (or its parent, with --split)")
     p.add_argument("--split", help="sub-folder of --data to read (default: val, when present)")
     p.add_argument("--weights", help="hf-hub:org/repo[@rev], a folder or a .safetensors file")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--limit", type=int, help="evaluate the first N images only")
-    p.add_argument("--label-map", help="JSON {folder: index} or lines 'folder index'")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--workers", type=non_negative_int, default=2)
+    p.add_argument("--limit", type=positive_int, help="evaluate the first N images only")
+    p.add_argument("--label-map", type=existing_file,
+                   help="JSON {folder: index} or lines 'folder index'")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images/empty classes")
     p.add_argument("--device")
     p.add_argument("--out", help="write the result as JSON (usable by zoo push --metrics)")

@@ -21,6 +21,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+MAX_CLASSES = 1_000_000  # bigger than any public label set: bounds a head before it is built
+MAX_CHANNELS = 4096
+MAX_SIDE = 16384
 PositiveInt = Annotated[int, Field(gt=0)]
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 
@@ -38,7 +41,9 @@ class ArchBase(StrictModel):
 class DataConfig(StrictModel):
     """Input/output contract of a model, as timm's ``pretrained_cfg`` describes it."""
 
-    input_size: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
+    input_size: tuple[Annotated[int, Field(gt=0, le=MAX_CHANNELS)],
+                      Annotated[int, Field(gt=0, le=MAX_SIDE)],
+                      Annotated[int, Field(gt=0, le=MAX_SIDE)]] = Field(
         description="(channels, height, width) the model was trained/evaluated at")
     fixed_input_size: bool = Field(False, description="the model only takes exactly input_size")
     crop_pct: float = Field(0.875, gt=0.0, le=1.0)
@@ -47,7 +52,8 @@ class DataConfig(StrictModel):
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)],
                Annotated[float, Field(gt=0)]] = IMAGENET_STD
-    num_classes: int = Field(1000, ge=0, description="0: no classifier (features only)")
+    num_classes: int = Field(1000, ge=0, le=MAX_CLASSES,
+                             description="0: no classifier (features only)")
     label_set: str = Field("imagenet-1k", description="the classes the head predicts")
     first_conv: str = Field(description="state-dict prefix of the input conv/projection")
     classifier: str | tuple[str, ...] = Field(description="state-dict prefix(es) of the classifier")

@@ -15,7 +15,8 @@ from zoo.catalog.discovery import shipped_and_plugin_files
 from zoo.catalog import schema
 from zoo.catalog.schema import json_schema, spec_adapter
 from zoo.catalog.store import Catalog, Entry
-from zoo.errors import SpecError
+from zoo.errors import SpecError, UnknownModelError
+from zoo.families import family_names
 from zoo.lazy import Lazy
 from zoo.registry import registry
 from zoo.spec import LOOKUP, SpecBase
@@ -61,6 +62,8 @@ def list_models(pattern: str = "*", *, family: str | None = None,
                 pretrained: bool = False) -> list[str]:
     """Model names matching ``pattern`` (fnmatch); with ``pretrained``, the ``name.tag`` of
     every published weights file instead."""
+    if family is not None and family not in family_names():
+        raise UnknownModelError(family, family_names(), what="family")
     names = catalog().names(pattern if not pretrained else "*", family)
     if not pretrained:
         return names

@@ -12,11 +12,12 @@ huggingface_hub at import time (``zoo list`` builds this parser too).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from zoo import yamlio
 from zoo.catalog import get_spec, split_name
-from zoo.errors import WeightsError
+from zoo.errors import UsageError, WeightsError
 from zoo.publish.upload import metrics_from_eval, push
 from zoo.publish.verify import verify_tag
 from zoo.registry import registry
@@ -81,6 +82,11 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"zoo convert: --out {args.out} is an existing file; give a folder (it "
+                         "receives model.safetensors, config.json and README.md)")
+    if not Path(args.checkpoint).is_file():
+        raise UsageError(f"zoo convert: no checkpoint file at {args.checkpoint}")
     from zoo.publish.conversion import convert  # imports torch
 
     out = convert(args.name, args.checkpoint, out=args.out, use_ema=args.use_ema,

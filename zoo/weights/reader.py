@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zoo.errors import CorruptWeightsError
+from zoo.weights.folder import require_regular_file
 
 if TYPE_CHECKING:
     import torch
@@ -62,7 +63,7 @@ def load_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tenso
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    path = Path(path)
+    path = require_regular_file(Path(path), what)
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}

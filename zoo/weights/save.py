@@ -60,6 +60,9 @@ def save_pretrained(model: nn.Module, directory: str | Path, *, tag: str | None 
                                  if k != "architecture"},
               "zoo": {"spec": spec.model_dump(mode="json"), "layout": layout, "tag": tag}}
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise WeightsError(f"{directory} is an existing file; save_pretrained writes a folder "
+                           "(model.safetensors, config.json, README.md): give a folder path")
     directory.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".zoo-save-", dir=directory))
     try:
