@@ -17,19 +17,12 @@ from typing import Any
 
 from zoo import yamlio
 from zoo.catalog import get_spec, split_name
+from zoo.argtypes import tensor_file
 from zoo.errors import UsageError, WeightsError
 from zoo.publish.upload import metrics_from_eval, push
 from zoo.publish.verify import verify_tag
 from zoo.registry import registry
 from zoo.weights import resolve_tag
-
-
-def tensor_file(text: str) -> tuple[str, Path]:
-    """``KEY=FILE`` of ``--tensor``."""
-    key, sep, file = text.partition("=")
-    if not sep or not key or not file:
-        raise argparse.ArgumentTypeError(f"expected KEY=FILE, got {text!r}")
-    return key, Path(file)
 
 
 def register(subparsers: Any) -> None:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from zoo.errors import ZooError
-from zoo.publish.commands import tensor_file
+from zoo.argtypes import tensor_file
 from zoo.publish.conversion import convert_and_check
 
 
