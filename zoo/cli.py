@@ -25,7 +25,7 @@ from zoo.registry import registry
 
 # Modules that add commands; each has register(subparsers) and imports torch lazily.
 _COMMAND_MODULES = ("zoo.publish.commands", "zoo.evaluate", "zoo.bench", "zoo.calibrate",
-                    "zoo.site.cli")
+                    "zoo.site.cli", "zoo.export.commands")
 DEFAULT_DEMO_MODEL = "simplenetv1_5m_m2"
 
 

@@ -141,3 +141,8 @@ def require_modules(what: str, modules: list[str], extra: str) -> None:
 
 class DeviceError(ZooError, ValueError):
     """A device that does not exist on this machine (e.g. ``cuda`` without a GPU)."""
+
+
+class ExportError(ZooError, RuntimeError):
+    """A model that cannot be exported to a format (names the operation and the reason), or an
+    exported program whose outputs differ from eager PyTorch beyond the bound."""

@@ -113,6 +113,15 @@ class SpecBase(StrictModel):
         # kept so that copies (with_overrides) resolve cross-spec references the same way
         self._context = context if isinstance(context, dict) else None
 
+    def digest(self) -> str:
+        """sha256 of the resolved spec's content (canonical JSON): identifies exactly the
+        variant a file was made from."""
+        import hashlib
+        import json
+
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
     @property
     def arch_fields(self) -> dict[str, Any]:
         return self.arch.model_dump()

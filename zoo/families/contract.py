@@ -41,6 +41,9 @@ class FamilyHooks:
         info: ``model -> {label: text}``: extra lines for ``zoo info``.
         calibrate: ``(model, batches, num_batches) -> batches used``: re-estimate statistics
             (e.g. BatchNorm of a supernet child) in place; ``zoo calibrate`` runs it.
+        export_tolerance: the largest relative difference between an exported program's
+            outputs and eager PyTorch that ``zoo export`` accepts for this family (default 1e-4),
+            with ``export_note`` saying why a family needs more.
     """
 
     build: Callable[[SpecBase], nn.Module]
@@ -48,3 +51,5 @@ class FamilyHooks:
     load_packed: Callable[[SpecBase, StateDict], nn.Module] | None = None
     info: Callable[[nn.Module], Mapping[str, str]] | None = None
     calibrate: Callable[[nn.Module, Iterable[Any], int], int] | None = None
+    export_tolerance: float = 1e-4
+    export_note: str = ""

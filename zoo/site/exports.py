@@ -1,60 +1,17 @@
-"""The export support matrix the site shows on model pages (written by zoo's export work).
-
-The file is JSON (default ``docs/export-matrix.json`` in a source checkout)::
-
-    {
-      "version": 1,
-      "generated": "2026-11-02",                       # optional: date of the run
-      "zoo_version": "0.1.0", "torch_version": "2.14.1",   # optional
-      "formats": {"onnx": "ONNX (torch.onnx.export, dynamo)", "pt2": "torch.export"},
-      "models": {
-        "sret_s": {
-          "onnx": {"status": "ok", "max_rel_error": 2.1e-06},
-          "pt2": {"status": "error", "op": "aten.foo", "reason": "data-dependent shape"}
-        }
-      }
-    }
-
-``status`` is ``ok`` or ``error``; ``max_rel_error`` (against eager PyTorch), ``op`` and
-``reason`` (why an export fails), ``note`` and ``latency_ms`` (label -> milliseconds, e.g.
-``{"ort_b1": 3.1, "eager_b1": 4.0}``) are optional.  A model or format missing from the file --
-or no file at all -- is shown as "unknown".  Unknown keys are errors (a typo must not silently
-hide a result).
-"""
+"""The export support matrix the site shows on model pages: reading and checking
+``docs/export-matrix.json`` (its schema: :mod:`zoo.export.matrix`, written by
+``scripts/export_matrix.py``).  A model or format missing from the file -- or no file at all --
+is shown as "unknown"."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
-from zoo.spec import StrictModel
+from zoo.export.matrix import VERSION, ExportMatrix, ExportResult
 
-VERSION = 1
-
-
-class ExportResult(StrictModel):
-    status: Literal["ok", "error"]
-    max_rel_error: float | None = Field(None, ge=0)
-    op: str | None = Field(None, description="the operation that fails to export")
-    reason: str | None = None
-    note: str | None = None
-    latency_ms: dict[str, float] | None = None
-
-
-class ExportMatrix(StrictModel):
-    version: Literal[1]
-    generated: str | None = None
-    zoo_version: str | None = None
-    torch_version: str | None = None
-    formats: dict[str, str] = Field(description="format id -> human-readable name")
-    models: dict[str, dict[str, ExportResult]]
-
-    def results(self, model: str) -> dict[str, ExportResult | None]:
-        """Every declared format -> this model's result, or None where it is unknown."""
-        row = self.models.get(model, {})
-        return {fmt: row.get(fmt) for fmt in self.formats}
+__all__ = ["ExportMatrix", "ExportResult", "VERSION", "default_path", "load"]
 
 
 def default_path() -> Path | None:

@@ -1,0 +1,141 @@
+"""zoo export (issue 21): ONNX and torch.export files checked against eager PyTorch at two batch
+sizes, metadata in the file, clear errors, the support matrix covering every model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import zoo
+from zoo.cli import main
+from zoo.errors import ExportError, UsageError
+from zoo.export.formats import Runner, read_metadata
+from zoo.export.run import example_input, export
+from zoo.families import family_names
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = "simplenetv1_small_m1_05"
+
+
+def _smallest(family: str) -> str:
+    """The family's model with the fewest input pixels, then the shortest name (the cheapest
+    to export); derived from the catalog, so a new family is covered automatically."""
+    names = zoo.list_models(family=family)
+    return min(names, key=lambda n: (zoo.get_spec(n).data.input_size[1] *
+                                     zoo.get_spec(n).data.input_size[2], len(n), n))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["pt2", "onnx"])
+@pytest.mark.parametrize("family", family_names())
+def test_one_model_of_every_family_exports_and_matches_eager(family, fmt, tmp_path) -> None:
+    name = _smallest(family)
+    report = export(name, format=fmt, out=tmp_path)
+    assert report.checked_batches == (1, 3)
+    assert report.max_rel_error <= report.tolerance
+    path = Path(report.path)
+    assert path.is_file() and path.suffix == f".{fmt}"
+    meta = read_metadata(path)
+    assert meta["zoo.model"] == name and meta["zoo.spec_sha256"] == zoo.get_spec(name).digest()
+
+
+def test_exported_file_runs_at_other_batch_sizes_and_carries_preprocessing(tmp_path) -> None:
+    report = export(SMALL, format="pt2", out=tmp_path / "m.pt2")
+    runner = Runner(Path(report.path))
+    model = zoo.create(SMALL).eval()
+    torch.manual_seed(0)
+    model = zoo.create(SMALL).eval()
+    x = example_input(zoo.get_spec(SMALL).data.input_size, 5, seed=9)
+    assert runner(x).shape == (5, 1000)
+    meta = read_metadata(Path(report.path))
+    spec = zoo.get_spec(SMALL)
+    assert meta["zoo.preprocessing"]["mean"] == list(spec.data.mean)
+    assert meta["zoo.preprocessing"]["input_size"] == list(spec.data.input_size)
+    assert meta["zoo.weights"].startswith("none")
+    del model
+
+
+def test_onnx_metadata_and_fixed_batch(tmp_path) -> None:
+    report = export(SMALL, format="onnx", out=tmp_path / "m.onnx", batch=2)
+    assert report.checked_batches == (2,) and report.batch == "2"
+    meta = read_metadata(Path(report.path))
+    assert meta["zoo.model"] == SMALL and meta["zoo.family"] == "simplenet"
+    import onnx
+
+    dims = onnx.load(report.path).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [2, *zoo.get_spec(SMALL).data.input_size]
+
+
+class _DataDependent(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # Python control flow on a tensor's value: not exportable
+            return x.mean((2, 3)).repeat(1, 334)[:, :1000]
+        return x.amax((2, 3)).repeat(1, 334)[:, :1000]
+
+
+def test_unexportable_model_names_the_reason_and_writes_nothing(tmp_path) -> None:
+    out = tmp_path / "m.pt2"
+    with pytest.raises(ExportError, match="data-dependent") as e:
+        export(SMALL, format="pt2", out=out, model=_DataDependent())
+    assert SMALL in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_beyond_the_bound_fail_and_write_nothing(tmp_path, monkeypatch) -> None:
+    real = Runner.__call__
+    monkeypatch.setattr(Runner, "__call__", lambda self, x: real(self, x) * 1.001)
+    with pytest.raises(ExportError, match="differs from eager"):
+        export(SMALL, format="pt2", out=tmp_path / "m.pt2")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_family_bound_is_declared_with_a_reason() -> None:
+    from zoo.families import get_family
+
+    for family in family_names():
+        hooks = get_family(family).hooks
+        assert 0 < hooks.export_tolerance < 1
+        if hooks.export_tolerance > 1e-4:
+            assert hooks.export_note, family
+
+
+def test_cli_export(tmp_path, capsys) -> None:
+    assert main(["export", SMALL, "--format", "pt2", "--out", str(tmp_path) + "/"]) == 0
+    out = capsys.readouterr().out
+    assert "max relative error" in out and (tmp_path / f"{SMALL}.pt2").is_file()
+    assert main(["export", SMALL, "--format", "pt2", "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "named *.pt2" in capsys.readouterr().err
+    assert main(["export", SMALL, "--format", "tflite", "--out", str(tmp_path)]) == 2
+    assert main(["export", SMALL, "--format", "pt2", "--out", str(tmp_path), "--batch", "0"]) == 2
+    with pytest.raises(UsageError):
+        export(SMALL, format="pt2", out=tmp_path, batch=0)
+
+
+def test_export_needs_the_extra_for_onnx(tmp_path, monkeypatch, capsys) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda n, *a: None if n == "onnxruntime" else real(n, *a))
+    assert main(["export", SMALL, "--format", "onnx", "--out", str(tmp_path)]) == 2
+    assert "zoo[export]" in capsys.readouterr().err
+
+
+def test_matrix_covers_every_model() -> None:
+    """docs/export-matrix.json (scripts/export_matrix.py) has a row with both formats for every
+    model in the catalog, and docs/export.md is its rendering."""
+    from zoo.export.matrix import ExportMatrix
+
+    path = ROOT / "docs" / "export-matrix.json"
+    matrix = ExportMatrix.model_validate(json.loads(path.read_text()))
+    missing = sorted(set(zoo.list_models()) - set(matrix.models))
+    assert not missing, f"rerun scripts/export_matrix.py --resume for {missing}"
+    for name, row in matrix.models.items():
+        assert set(row) == {"onnx", "pt2"}, name
+        for fmt, result in row.items():
+            assert result.status == "ok" or result.reason, (name, fmt)
+    text = (ROOT / "docs" / "export.md").read_text()
+    assert all(f"| {name} |" in text for name in matrix.models)
