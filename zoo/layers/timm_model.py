@@ -112,10 +112,12 @@ def create_timm(spec, *, num_classes: int, drop_rate: float = 0.0) -> nn.Module:
 
     arch = spec.arch
     check_timm_architecture(arch.timm_model, spec.name)
+    # stochastic depth only where asked for: some architectures (VGG) have no such argument
+    extra = {"drop_path_rate": arch.drop_path_rate} if arch.drop_path_rate else {}
     try:
         return timm.create_model(arch.timm_model, pretrained=False, num_classes=num_classes,
                                  in_chans=spec.data.in_chans, drop_rate=drop_rate,
-                                 drop_path_rate=arch.drop_path_rate, **arch.model_args)
+                                 **extra, **arch.model_args)
     except TypeError as e:
         raise SpecError(f"timm rejected the arguments of {arch.timm_model!r}: {e}",
                         model=spec.name) from None
