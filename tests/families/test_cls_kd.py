@@ -96,3 +96,18 @@ def test_timm_plugin_and_zoo_list() -> None:
     assert set(zoo.list_models("nkd_*")) == set(NKD)
     model = timm.create_model("nkd_resnet18", num_classes=5)
     assert model.get_classifier().out_features == 5
+
+
+def test_convert_script_round_trip_from_a_distiller_checkpoint(tmp_path: Path) -> None:
+    """cls_KD's training checkpoint ({'meta', 'state_dict'} of the ClassificationDistiller) ->
+    scripts/convert_cls_kd.py -> a folder that reproduces the original student's logits."""
+    from tests.util import run_script
+
+    g = G.load(GOLDEN / "nkd_mobilenet_v1.json")
+    sd = {f"student.{k}": v for k, v in G.fill_state_dict(g).items()}
+    sd["teacher.head.fc.weight"] = torch.zeros(1000, 2048)
+    src = tmp_path / "res50_distill_mv1.pth"
+    torch.save({"meta": {"epoch": 100, "CLASSES": ["tench", "goldfish"]}, "state_dict": sd}, src)
+    out = tmp_path / "hub"
+    assert run_script("convert_cls_kd.py", "nkd_mobilenet_v1.in1k", src, "--out", out) == 0
+    G.assert_matches(g, G.run(g, zoo.create("nkd_mobilenet_v1", weights=out)))

@@ -269,3 +269,18 @@ def test_zoo_info_shows_the_paper(capsys) -> None:
     assert main(["info", "gcr_resnet50d_d8", "--no-measure"]) == 0
     out = capsys.readouterr().out
     assert "Grassmann Class Representation" in out and PAPER in out
+
+
+def test_convert_script_round_trip(tmp_path: Path) -> None:
+    """An mmpretrain checkpoint file -> scripts/convert_gcr.py -> a folder zoo.create loads and
+    that reproduces the original's logits; a vector baseline is not this script's family."""
+    from tests.util import run_script
+
+    g = _golden("gcr_resnet50d_d1")
+    src = tmp_path / "resnet50d_gcr1.pth"
+    torch.save({"meta": {"epoch": 100}, "state_dict": G.fill_state_dict(g)}, src)
+    out = tmp_path / "hub"
+    assert run_script("convert_gcr.py", "gcr_resnet50d_d1.in1k", src, "--out", out) == 0
+    G.assert_matches(g, G.run(g, zoo.create("gcr_resnet50d_d1", weights=out)))
+    assert run_script("convert_gcr.py", "gcr_resnet50d_vector.in1k", src, "--out",
+                      tmp_path / "other") == 1

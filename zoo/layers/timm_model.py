@@ -33,10 +33,14 @@ class TimmModel(ZooModel):
         self.num_classes = model.num_classes
         self.num_features = model.num_features
         self.head_hidden_size = getattr(model, "head_hidden_size", model.num_features)
-        self.feature_info = [] if self.nhwc else _feature_info(model)
-        if self.nhwc:
-            self.features_only_hint = ("timm's NHWC stage outputs are not exposed as zoo feature "
-                                       "maps; use model.model.forward_intermediates()")
+        # zoo's feature maps are NCHW: NHWC stages (Swin) and token sequences (ViT blocks, whose
+        # timm models have num_prefix_tokens) are not exposed through forward hooks
+        tokens = hasattr(model, "num_prefix_tokens")
+        self.feature_info = [] if self.nhwc or tokens else _feature_info(model)
+        if self.nhwc or tokens:
+            what = "NHWC stage outputs" if self.nhwc else "token sequences"
+            self.features_only_hint = (f"timm's {what} are not zoo's NCHW feature maps; use "
+                                       "model.model.forward_intermediates()")
 
     def _to_nchw(self, x: Tensor) -> Tensor:
         return x.permute(0, 3, 1, 2) if self.nhwc and x.ndim == 4 else x
