@@ -23,9 +23,10 @@ the two layouts differ:
   attention's ``relative_position_index``; timm computes it: checked equal, then dropped;
 - ``DeiT3`` (mmcls/mmpretrain, layer scale ``gamma1``/``gamma2``) -> timm ``deit3_*``.  Blocks apply
   ``ln1`` before the attention and ``ln2`` before the FFN, as DeiT III and the DeiT3 of
-  open-mmlab/mmpretrain PR 1312 (which the GCR authors trained with) do.  (mmpretrain releases
-  1.0.0rc7-1.2.0 apply ``ln1`` before the FFN too and never use ``ln2``; a checkpoint trained by
-  that code has every ``ln2`` at its initial values and is refused, see :func:`_deit3`.)
+  open-mmlab/mmpretrain PR 1312 do (innerlee/GCR's DeiT3 README says to check that PR out; its
+  configs need the PR's loss and augmentation).  mmpretrain releases 1.0.0rc7-1.2.0 apply ``ln1``
+  before the FFN too and never use ``ln2``; a checkpoint trained by that code has every ``ln2`` at
+  its initial values and is refused, see :func:`_deit3`.
 
 Heads: ``LinearClsHead`` (``head.fc``) and ``VisionTransformerClsHead`` (``head.layers.head``)
 go to the timm model's classifier; a family with its own head (GCR) maps ``head.*`` itself.
@@ -127,8 +128,9 @@ def to_timm(state_dict: dict[str, "Tensor"], layout: MMLayout, classifier: str,
 # -- backbones ----------------------------------------------------------------------------------
 
 def _rename(state_dict: dict, rules: list[tuple[str, str | Callable]], what: str) -> dict:
-    """Apply the first matching ``(regex, replacement)`` to every key; unmatched keys are an
-    error (nothing is dropped silently)."""
+    """Apply the first matching ``(regex, replacement)`` to every key; a replacement function
+    may check an entry and return None to drop it (Swin's stored index).  Unmatched keys are an
+    error: nothing is dropped silently."""
     out, unknown = {}, []
     for key, value in state_dict.items():
         for pattern, repl in rules:
