@@ -1,7 +1,8 @@
 """Benchmark the DeepMAD designer against the published DeepMAD networks.
 
 For each published network (specs/deepmad.yaml), run ``design`` with the budgets of its
-TinyNAS search config (configs/classification/deepmad_*.py: FLOPs, model size, rho0), its
+TinyNAS search config (the spec's ``arch.search_budget``, from configs/classification/deepmad_*.py:
+FLOPs, model size, rho0), its
 resolution, block type, stride pattern, stem width and final 1x1 width, in TinyNAS-compatible
 scoring with the FLOPs budget in TinyNAS's own unit (``macs_count="tinynas"``: its
 ``get_flops``, which the configs' budgets bound); print the designer's score / entropy / budget
@@ -24,25 +25,15 @@ import zoo  # noqa: E402
 from zoo.families.deepmad import scores  # noqa: E402
 from zoo.families.deepmad.designer import design  # noqa: E402
 
-# budgets of TinyNAS's configs/classification/deepmad_*.py (flops, model_size, efficient_score)
-BUDGETS = {
-    "deepmad_r18": (1.82e9, 11.69e6, 0.3),
-    "deepmad_r34": (3.68e9, 21.80e6, 0.3),
-    "deepmad_r50": (4.13e9, 25.55e6, 0.3),
-    "deepmad_29m_224": (4.5e9, 29e6, 0.5),
-    "deepmad_29m_288": (4.5e9, 29e6, 0.5),
-    "deepmad_50m": (8.7e9, 50e6, 0.5),
-    "deepmad_89m": (15.4e9, 89e6, 0.5),
-}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="", help="comma-separated model names")
     ap.add_argument("--native", action="store_true", help="zoo's scoring instead of TinyNAS's")
     args = ap.parse_args()
     compat = not args.native
-    names = [n for n in BUDGETS if not args.only or n in args.only.split(",")]
+    names = [n for n in zoo.list_models(family="deepmad")
+             if zoo.get_spec(n).arch.search_budget is not None
+             and (not args.only or n in args.only.split(","))]
     count = "tinynas" if compat else "zoo"
     print(f"scoring: {'TinyNAS-compatible' if compat else 'native'}; FLOPs budget bounds "
           f"{'TinyNAS get_flops' if compat else 'zoo MACs'}; slack = 1 - used / budget")
@@ -51,9 +42,10 @@ def main() -> None:
     print(head)
     print("-" * len(head))
     for name in names:
-        macs, params, rho = BUDGETS[name]
         spec = zoo.get_spec(name)
         arch, res = spec.arch, spec.data.input_size[-1]
+        budget = arch.search_budget
+        macs, params, rho = budget.macs, budget.params, budget.rho
         pub = scores.evaluate(arch, res, tinynas_compat=compat)
         t0 = time.perf_counter()
         d = design(macs=macs, params=params, rho=rho, block=arch.block, resolution=res,

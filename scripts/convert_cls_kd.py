@@ -7,12 +7,12 @@ Input: the checkpoint linked in cls_KD's nkd.md (OneDrive / Baidu Pan): an mmcls
 checkpoint (``{"meta": ..., "state_dict": ...}``) of either the ``ClassificationDistiller``
 (``student.*``, ``teacher.*`` entries) or, after upstream's ``pth_transfer.py``, the student
 ``ImageClassifier`` (``backbone.*`` in mmcls key names, ``head.fc.*``).  It is read with
-``zoo.checkpoint.load_original_checkpoint`` (``torch.load(weights_only=True)`` plus zoo's explicit
+``zoo.weights.checkpoint.load_original_checkpoint`` (``torch.load(weights_only=True)`` plus zoo's explicit
 allow-list; nothing else is unpickled).  ``zoo.convert_checkpoint`` keeps the student and maps
 its keys onto the timm architecture's (zoo/layers/mm_layout.py: ResNet -> timm resnet18,
 cls_KD's MobileNetV1 -> timm mobilenetv1_100); the model is loaded strictly, written with
 ``zoo.save_pretrained``, reloaded with ``zoo.create(name, weights=DIR)`` and compared tensor by
-tensor.  A thin wrapper over ``zoo.publish.convert_and_check``.
+tensor.  A thin wrapper over ``zoo.publish.conversion.convert_and_check``.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
 
 Inputs: timm's ``timm/nasnetalarge.tf_in1k`` ``model.safetensors`` (timm layout), or a Cadene
 ``pretrainedmodels`` ``.pth`` (read with ``torch.load(weights_only=True)`` and zoo's allow-list,
-``zoo.checkpoint.load_original_checkpoint``).  When the registry records the source's sha256,
+``zoo.weights.checkpoint.load_original_checkpoint``).  When the registry records the source's sha256,
 the file is checked against it first.  ``zoo.convert_checkpoint`` maps the layout (Cadene's
 mobile numbers its normal cells with gaps, cell_0..3, cell_6..9, cell_12..15); the model is
 loaded strictly, written by ``zoo.save_pretrained`` and reloaded to compare every tensor.  A thin

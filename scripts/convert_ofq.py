@@ -7,12 +7,12 @@ hub-ready folder, latent fp32 weights or the packed deployable form.
 
 The ``.pth.tar`` (timm's ``save_checkpoint``: the weights under ``'state_dict'``, an
 ``argparse.Namespace`` of the training args beside them) is read with ``torch.load(weights_only=True)``
-and zoo's explicit allow-list (``zoo.checkpoint.load_original_checkpoint``); nothing else is
+and zoo's explicit allow-list (``zoo.weights.checkpoint.load_original_checkpoint``); nothing else is
 unpickled.  The trained LSQ steps (``*.s``) are in the checkpoint; ``zoo.convert_checkpoint`` only
 strips a DistributedDataParallel ``module.`` prefix.  The model is loaded strictly and written by
 ``zoo.save_pretrained`` (``packed=True``: integer codes + per-row scales).  The folder is reloaded
 with ``zoo.create(name, weights=DIR)`` and checked: latent tensors equal, or (packed) logits on a
-random batch bit-identical to the latent model's.  A thin wrapper over ``zoo.publish.convert_and_check``.
+random batch bit-identical to the latent model's.  A thin wrapper over ``zoo.publish.conversion.convert_and_check``.
 """
 from __future__ import annotations
 

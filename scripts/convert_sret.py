@@ -4,7 +4,7 @@
     python scripts/convert_sret.py sret_s.in1k SReT_S.pth --out hub/sret_s.in1k
 
 The ``.pth`` is read with ``torch.load(weights_only=True)`` and zoo's explicit allow-list
-(``zoo.checkpoint.load_original_checkpoint``: the weights under ``'model'``, an
+(``zoo.weights.checkpoint.load_original_checkpoint``: the weights under ``'model'``, an
 ``argparse.Namespace`` of training args beside them is allowed, nothing else is unpickled).
 ``zoo.convert_checkpoint`` maps upstream's layout to zoo's: the copies upstream's ``torch.save``
 holds of every shared block (one per application) are checked to be identical and stored once.

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import zoo
-from zoo.build import build_model, parameters_on_meta
+from zoo.build import build_model
+from zoo.loading import parameters_on_meta
 from zoo.errors import (SpecError, StateDictMismatchError, UnknownModelError,
                         WeightsNotPublishedError)
 

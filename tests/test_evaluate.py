@@ -15,8 +15,8 @@ import zoo
 import zoo.evaluate as zoo_evaluate
 from zoo.cli import main as zoo_main
 from zoo.errors import RegistryError
-from zoo.evaluate import (DataError, bench, evaluate, find_samples, load_label_map,
-                          shard_indices)
+from zoo.bench import bench
+from zoo.evaluate import DataError, evaluate, find_samples, load_label_map, shard_indices
 from zoo.publish import metrics_from_eval
 from zoo.registry import Metrics
 
@@ -264,7 +264,7 @@ def test_bench_excludes_warmup_and_takes_the_median(monkeypatch) -> None:
             return x
 
     monkeypatch.setattr(zoo_evaluate.time, "perf_counter", clock)
-    monkeypatch.setattr(zoo, "create", lambda name, **kw: Fake())
+    monkeypatch.setattr(zoo.build, "create", lambda name, **kw: Fake())
     res = bench("simplenetv1_small_m1_05", batch_size=4, img_size=32, warmup=2, runs=5,
                 device="cpu")
     assert len(shapes) == 7 and shapes[0] == (4, 3, 32, 32)

@@ -195,12 +195,12 @@ def test_interrupted_download_restarts_and_ends_verified(hub, publish, source) -
 
 def test_large_interrupted_download_resumes_with_range(hub) -> None:
     """Past huggingface_hub's 10 MB read chunk, a dropped transfer resumes where it stopped."""
-    from zoo.weights import _hub_download
+    from zoo.weights import hub_download
 
     data = os.urandom(12 * 1024 * 1024)
     sha = hub.add_file("org/big", "big.safetensors", data)
     hub.drop_connection("org/big", "big.safetensors", after=11 * 1024 * 1024)
-    path = _hub_download("org/big", "big.safetensors", sha, "big", expected_size=len(data))
+    path = hub_download("org/big", "big.safetensors", sha, "big", expected_size=len(data))
     assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest()
     gets = [r for r in hub.requests if r.method == "GET"]
     assert [r.status for r in gets] == [599, 206]

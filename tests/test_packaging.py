@@ -26,14 +26,15 @@ def _installed_files() -> set[str]:
 def test_wheel_ships_specs_registry_and_assets() -> None:
     names = _installed_files()
     for kind in ("specs", "registry"):
-        for path in (ROOT / kind).glob("*.yaml"):
-            assert f"zoo/_data/{kind}/{path.name}" in names, f"{kind}/{path.name} not installed"
+        for path in sorted((ROOT / kind).rglob("*.yaml")):
+            rel = path.relative_to(ROOT / kind).as_posix()
+            assert f"zoo/_data/{kind}/{rel}" in names, f"{kind}/{rel} not installed"
     assert "zoo/assets/sample.png" in names
 
 
 def test_installed_package_works_outside_the_source_tree(tmp_path) -> None:
     _installed_files()
-    code = ("import zoo, pathlib; from zoo.catalog import data_dir; "
+    code = ("import zoo, pathlib; from zoo.paths import data_dir; "
             "print(pathlib.Path(zoo.__file__).parent.parent.name, data_dir('specs').parent.name, "
             "len(zoo.list_models()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,

@@ -352,7 +352,7 @@ def test_registry_write_survives_a_kill_mid_write(tmp_path) -> None:
 
 
 def test_publishing_and_testing_modules_import_without_torch() -> None:
-    code = ("import sys, zoo.publish, zoo.checkpoint, zoo.testing; "
+    code = ("import sys, zoo.publish.commands, zoo.weights.checkpoint, zoo.testing; "
             "print(sorted(m for m in ('torch', 'huggingface_hub', 'safetensors') "
             "if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

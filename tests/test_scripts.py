@@ -1,5 +1,5 @@
 """scripts/: one converter per family that publishes original (pickled) checkpoints, each a thin
-command line over zoo.publish.convert_and_check that really converts."""
+command line over zoo.publish.conversion.convert_and_check that really converts."""
 from __future__ import annotations
 
 import ast

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from zoo.version import __version__
 
 _LAZY = {
     "create": "zoo.build",
@@ -27,6 +27,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from zoo import errors, measure
     from zoo.build import convert_checkpoint, create
     from zoo.catalog import get_spec, list_models, register_specs
     from zoo.families import list_families

@@ -3,135 +3,69 @@
 With weights to load, the model is built with its parameters on the meta device (no memory,
 no random initialization), then the verified safetensors tensors are assigned into it
 strictly.  Buffers are built for real, so non-persistent ones (index tables, grids) are right.
+Families are called only through :class:`zoo.families.Family`.
 """
 from __future__ import annotations
 
-import contextlib
+import difflib
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
-from zoo.catalog import catalog, get_spec, list_models, split_name  # noqa: F401 (re-exported)
-from zoo.errors import StateDictMismatchError, UnknownModelError
+from zoo.catalog import get_spec, split_name
+from zoo.errors import CorruptWeightsError, SpecError, StateDictMismatchError, ZooError
 from zoo.families import get_family
+from zoo.loading import load_into, materialize, parameters_on_meta
+from zoo.model import FeatureExtractor
+from zoo.pretrained_cfg import pretrained_cfg
 from zoo.spec import SpecBase
+from zoo.weights import WeightsSource, resolve_external, resolve_tag
+from zoo.weights.resolve import is_reference
 
 log = logging.getLogger("zoo")
+StateDict = dict[str, torch.Tensor]
 
 
-@contextlib.contextmanager
-def parameters_on_meta() -> Iterator[None]:
-    """Create every ``nn.Parameter`` on the meta device inside this block (buffers stay real).
-
-    Initializers then run on meta tensors, i.e. cost nothing; the weights are assigned later.
-    """
-    original = nn.Module.register_parameter
-
-    def register(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
-        if param is not None and param.device.type != "meta":
-            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-        original(module, name, param)
-
-    nn.Module.register_parameter = register  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        nn.Module.register_parameter = original  # type: ignore[method-assign]
-
-
-def build_model(spec: SpecBase, *, meta: bool = False) -> nn.Module:
-    """Build the architecture of ``spec`` (random init, or parameters on meta)."""
-    family = get_family(spec.family)  # type: ignore[attr-defined]
+def build_model(spec: SpecBase, *, meta: bool = False, tag: str | None = None) -> nn.Module:
+    """Build the architecture of ``spec`` (random init, or parameters on meta), with its
+    ``pretrained_cfg``."""
+    family = get_family(spec.family)
     if meta:
         with parameters_on_meta():
             model = family.build(spec)
     else:
         model = family.build(spec)
-    _set_cfg(model, spec)
+    set_pretrained_cfg(model, spec, tag)
     return model
 
 
-def _set_cfg(model: nn.Module, spec: SpecBase, tag: str | None = None) -> None:
+def set_pretrained_cfg(model: nn.Module, spec: SpecBase, tag: str | None = None) -> None:
     cfg = pretrained_cfg(spec, tag)
     if getattr(model, "dynamic_img_size", False):  # e.g. pos-embed interpolation asked for
         cfg["fixed_input_size"] = False
-    model.pretrained_cfg = cfg
+    setattr(model, "pretrained_cfg", cfg)  # timm's attribute, on any nn.Module
 
 
-def pretrained_cfg(spec: SpecBase, tag: str | None = None) -> dict[str, Any]:
-    """timm's ``pretrained_cfg`` dict for a spec (and weights tag)."""
-    d = spec.data
-    cfg: dict[str, Any] = {
-        "architecture": spec.name, "tag": tag or "", "num_classes": d.num_classes,
-        "input_size": tuple(d.input_size), "fixed_input_size": d.fixed_input_size,
-        "interpolation": d.interpolation, "crop_pct": d.crop_pct, "crop_mode": d.crop_mode,
-        "mean": tuple(d.mean), "std": tuple(d.std), "first_conv": d.first_conv,
-        "classifier": d.classifier, "license": spec.paper.license,
-        "paper_ids": f"arXiv:{spec.paper.arxiv}" if spec.paper.arxiv else "",
-        "paper_name": spec.paper.title, "origin_url": spec.paper.code or "",
-    }
-    if tag:
-        from zoo.registry import registry
-
-        rec = registry().records.get(f"{spec.name}.{tag}")
-        if rec is not None:
-            cfg["license"] = rec.license
-            if rec.hub is not None:
-                cfg["hf_hub_id"] = rec.hub.repo_id
-                cfg["hf_hub_filename"] = rec.hub.filename
-                cfg["hf_hub_revision"] = rec.hub.revision
-            cfg["source_url"] = rec.source.url
-    return cfg
+def convert_checkpoint(name: str | SpecBase, state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """An original implementation's state dict (its own key layout) -> zoo's layout."""
+    spec = get_spec(name) if isinstance(name, str) else name
+    return get_family(spec.family).convert(spec, dict(state_dict))
 
 
-def check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
-    """Raise :class:`StateDictMismatchError` unless keys, shapes and dtypes match exactly."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    wrong_shape = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-                   for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
-    wrong_dtype = [f"{k}: checkpoint {state_dict[k].dtype} vs model {own[k].dtype}"
-                   for k in own if k in state_dict
-                   and state_dict[k].dtype != own[k].dtype
-                   and not (state_dict[k].is_floating_point() and own[k].is_floating_point())]
-    if missing or unexpected or wrong_shape or wrong_dtype:
-        parts = []
-        for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                             ("wrong shapes", wrong_shape), ("wrong dtypes", wrong_dtype)):
-            if items:
-                shown = ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
-                parts.append(f"{label}: {shown}")
-        raise StateDictMismatchError(
-            f"{what} does not fit the model, nothing was loaded:\n  " + "\n  ".join(parts) +
-            "\nCheck that the weights belong to this model (and were converted with "
-            "`zoo convert` if they come from the original implementation).")
+def _in_classifier(key: str, spec: SpecBase) -> bool:
+    return any(key == c or key.startswith(c + ".") for c in spec.data.classifiers)
 
 
-def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
-    """Strictly load ``state_dict`` into ``model`` (whose parameters may be on meta)."""
-    check_state_dict(model, state_dict, what)
-    own = model.state_dict()
-    state_dict = {k: v.to(own[k].dtype) if v.dtype != own[k].dtype else v
-                  for k, v in state_dict.items()}
-    model.load_state_dict(state_dict, strict=True, assign=True)
-    still_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()]
-                  if t.device.type == "meta"]
-    if still_meta:
-        raise StateDictMismatchError(f"{what}: tensors left uninitialized: {still_meta[:8]}")
-
-
-def adapt_state_dict(spec: SpecBase, state_dict: dict[str, torch.Tensor], *,
-                     num_classes: int, in_chans: int) -> dict[str, torch.Tensor]:
+def adapt_state_dict(spec: SpecBase, state_dict: Mapping[str, torch.Tensor], *,
+                     num_classes: int, in_chans: int) -> StateDict:
     """Adapt weights trained for the spec's head / input channels to the requested ones."""
     sd = dict(state_dict)
     if num_classes != spec.data.num_classes:
-        dropped = [k for k in sd if any(k == c or k.startswith(c + ".")
-                                        for c in spec.data.classifiers)]
-        for k in dropped:
+        for k in [k for k in sd if _in_classifier(k, spec)]:
             del sd[k]
         log.info("%s: classifier %s dropped for num_classes=%d (freshly initialized)",
                  spec.name, spec.data.classifier, num_classes)
@@ -145,6 +79,23 @@ def adapt_state_dict(spec: SpecBase, state_dict: dict[str, torch.Tensor], *,
         log.info("%s: first conv %s adapted from %d to %d input channels", spec.name, key,
                  spec.data.in_chans, in_chans)
     return sd
+
+
+def _resolve_source(spec: SpecBase, tag: str | None, pretrained: bool,
+                    weights: str | Path | None) -> WeightsSource | None:
+    if weights is not None:
+        if is_reference(weights):
+            return resolve_external(weights, spec)
+        return resolve_tag(spec, str(weights).removeprefix(f"{spec.name}."))
+    return resolve_tag(spec, tag) if pretrained else None
+
+
+def _weights_state_dict(source: WeightsSource, spec: SpecBase) -> StateDict:
+    """The source's tensors in the module's layout (the family converts an original layout)."""
+    state_dict = source.load(spec)
+    if source.layout == "original":
+        state_dict = convert_checkpoint(spec, state_dict)
+    return state_dict
 
 
 def create(name: str, pretrained: bool = False, *, weights: str | Path | None = None,
@@ -165,21 +116,12 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
             ``features_only=True`` (with optional ``out_indices``) returns timm-style multi-scale
             feature maps for families that declare ``feature_info``.
     """
-    from zoo import weights as W
-
     features_only = bool(overrides.pop("features_only", False))
     out_indices = overrides.pop("out_indices", None)
     model_name, tag = split_name(name)
     spec = get_spec(model_name)
-    source = None
-    if weights is not None:
-        text = str(weights)
-        is_ref = text.startswith("hf-hub:") or "/" in text or text.endswith(".safetensors") \
-            or Path(text).exists()
-        source = W.resolve_external(weights, spec) if is_ref \
-            else W.resolve_tag(spec, text.removeprefix(f"{model_name}."))
-    elif pretrained:
-        source = W.resolve_tag(spec, tag)
+    _check_overrides(spec, overrides)
+    source = _resolve_source(spec, tag, pretrained, weights)
     if source is not None and source.num_classes and source.num_classes != spec.data.num_classes:
         spec = spec.with_overrides(num_classes=source.num_classes)
     weights_spec = spec
@@ -188,27 +130,29 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
     if num_classes is not None or in_chans is not None or overrides:
         spec = spec.with_overrides(num_classes=want_classes, in_chans=want_chans, **overrides)
     if source is None:
-        model = build_model(spec)
-        _set_cfg(model, spec, tag)
+        model = build_model(spec, tag=tag)
     elif source.layout == "packed":
         if want_classes != weights_spec.data.num_classes or want_chans != weights_spec.data.in_chans:
             raise StateDictMismatchError("packed (deployable) weights cannot be adapted to a new "
                                          "num_classes/in_chans; load the latent weights instead")
-        state_dict, _ = source.read()
-        model = get_family(spec.family).model.load_packed(spec, state_dict)  # type: ignore[attr-defined]
-        _set_cfg(model, spec, source.tag)
+        family = get_family(spec.family)
+        if not family.supports_packed:
+            raise CorruptWeightsError(f"{source.describe()} declares the 'packed' layout, but the "
+                                      f"{family.name} family has no packed weights; it is not a "
+                                      f"file for {spec.name}")
+        state_dict, metadata = source.read()
+        source.check_architecture(weights_spec, metadata)
+        model = family.load_packed(spec, state_dict)
+        set_pretrained_cfg(model, spec, source.tag)
     else:
-        state_dict = adapt_state_dict(weights_spec, source.load(weights_spec),
+        state_dict = adapt_state_dict(weights_spec, _weights_state_dict(source, weights_spec),
                                       num_classes=want_classes, in_chans=want_chans)
-        model = build_model(spec, meta=True)
+        model = build_model(spec, meta=True, tag=source.tag)
         if want_classes != weights_spec.data.num_classes:
             _materialize_classifier(model, spec)
             own = model.state_dict()
-            for k in own:
-                if any(k == c or k.startswith(c + ".") for c in spec.data.classifiers):
-                    state_dict[k] = own[k]
+            state_dict.update({k: own[k] for k in own if _in_classifier(k, spec)})
         load_into(model, state_dict, source.describe())
-        _set_cfg(model, spec, source.tag)
     if features_only:
         model = _features_only(model, spec, out_indices)
     if device is not None or dtype is not None:
@@ -216,10 +160,26 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
     return model.eval() if source is not None else model
 
 
-def _features_only(model: nn.Module, spec: SpecBase, out_indices: Any) -> nn.Module:
-    from zoo.errors import ZooError
-    from zoo.model import FeatureExtractor
+CREATE_ARGS = ("pretrained", "weights", "num_classes", "in_chans", "device", "dtype",
+               "features_only", "out_indices")
 
+
+def _check_overrides(spec: SpecBase, overrides: dict[str, Any]) -> None:
+    """Unknown keyword arguments of :func:`create` are errors that suggest the name meant."""
+    fields = sorted(type(spec.arch).model_fields)
+    unknown = [k for k in overrides if k not in fields]
+    if not unknown:
+        return
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, [*CREATE_ARGS, *fields], n=3, cutoff=0.7)
+        named.append(repr(key) + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+    raise SpecError(f"zoo.create({spec.name!r}): unknown argument {', '.join(named)}; it takes "
+                    f"{', '.join(CREATE_ARGS)} and the {spec.family} architecture's fields "
+                    f"({', '.join(fields)})", model=spec.name)
+
+
+def _features_only(model: nn.Module, spec: SpecBase, out_indices: Any) -> nn.Module:
     if not getattr(model, "feature_info", None):
         hint = getattr(model, "features_only_hint", "")
         raise ZooError(f"{spec.name} does not support features_only: the {spec.family} family "
@@ -235,20 +195,4 @@ def _materialize_classifier(model: nn.Module, spec: SpecBase) -> None:
             module = model.get_submodule(prefix)
         except AttributeError:
             continue
-        module.to_empty(device="cpu")
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-        for sub in module.modules():
-            if sub is not module and hasattr(sub, "reset_parameters"):
-                sub.reset_parameters()
-
-
-def convert_checkpoint(name: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """An original implementation's state dict (its own key layout) -> zoo's layout."""
-    spec = get_spec(name)
-    return get_family(spec.family).convert(spec, dict(state_dict))  # type: ignore[attr-defined]
-
-
-def ensure_known(name: str) -> None:
-    if split_name(name)[0] not in catalog().entries:
-        raise UnknownModelError(split_name(name)[0], catalog().entries)
+        materialize(module)

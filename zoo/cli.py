@@ -10,12 +10,21 @@ import argparse
 import importlib
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+from zoo.catalog import (catalog, get_spec, json_schema, list_models, register_specs,
+                         split_name)
+from zoo.catalog.discovery import file_family
+from zoo.argtypes import ZooArgumentParser
 from zoo.errors import ZooError
+from zoo.families import family_names, get_family
+from zoo.paths import data_dir
+from zoo.registry import registry
 
-# Core modules that add commands; each has register(subparsers) and imports torch lazily.
-_PLUGIN_MODULES = ("zoo.publish", "zoo.evaluate")
+# Modules that add commands; each has register(subparsers) and imports torch lazily.
+_COMMAND_MODULES = ("zoo.publish.commands", "zoo.evaluate", "zoo.bench", "zoo.calibrate")
 DEFAULT_DEMO_MODEL = "simplenetv1_5m_m2"
 
 
@@ -24,25 +33,18 @@ def _fmt_m(x: float | None, unit: str = "M") -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from zoo.catalog import list_models
-
     for name in list_models(args.pattern, family=args.family, pretrained=args.pretrained):
         print(name)
     return 0
 
 
 def cmd_families(args: argparse.Namespace) -> int:
-    from zoo.catalog import catalog
-    from zoo.families import family_names
-
     for fam in family_names():
         print(f"{fam:<14} {len(catalog().names(family=fam)):>3} models")
     return 0
 
 
 def _weights_lines(name: str) -> list[str]:
-    from zoo.registry import registry
-
     lines = []
     for tag in registry().tags_of(name):
         rec = registry().records[tag]
@@ -60,8 +62,8 @@ def _weights_lines(name: str) -> list[str]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from zoo.catalog import get_spec, split_name
-
+    for path in args.specs or []:
+        register_specs(path)
     name = split_name(args.name)[0]
     spec = get_spec(name)
     if args.json:
@@ -81,15 +83,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     extra: dict[str, Any] = {}
     if not args.no_measure:
         from zoo.build import build_model
-        from zoo.families import get_family
         from zoo.measure import count_macs, count_params
 
         model = build_model(spec)
+        c, h, w = d.input_size
         measured = {"params_m": count_params(model) / 1e6,
-                    "macs_m": count_macs(model, tuple(d.input_size)) / 1e6}
-        info_fn = getattr(get_family(spec.family).model, "info", None)
-        if info_fn is not None:
-            extra = info_fn(model)
+                    "macs_m": count_macs(model, (c, h, w)) / 1e6}
+        extra = get_family(spec.family).info(model)
     print(f"{'':9}{'measured':>14}{'reported':>14}")
     for key, label in (("params_m", "params"), ("macs_m", "MACs")):
         rep = getattr(r, key) if r else None
@@ -105,17 +105,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from zoo.spec import json_schema
-
     print(json.dumps(json_schema("entry" if args.entry else "file"), indent=2))
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate every spec and registry record (and that each record names a known model)."""
-    from zoo.catalog import catalog
-    from zoo.registry import registry
-
+    """Validate every spec and registry record: each record names a known model, and each
+    shipped file is named after the family of its models."""
     names = catalog().names()
     for name in names:
         catalog().spec(name)
@@ -123,8 +119,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     if unknown:
         print(f"registry records for unknown models: {unknown}", file=sys.stderr)
         return 1
+    misplaced = _misplaced()
+    if misplaced:
+        print("files not named after their family (specs/<family>.yaml or "
+              "specs/<family>/<paper>.yaml, registry likewise):\n  " + "\n  ".join(misplaced),
+              file=sys.stderr)
+        return 1
     print(f"ok: {len(names)} specs, {len(registry().records)} weights records")
     return 0
+
+
+def _misplaced() -> list[str]:
+    """Shipped spec/registry entries whose model's family differs from their file's family."""
+    out = []
+    root = data_dir("specs")
+    for name, entry in catalog().entries.items():
+        path = Path(entry.source)
+        if path.is_relative_to(root) and catalog().family_of(name) != file_family(path, root):
+            out.append(f"{name} ({catalog().family_of(name)}) in {path}")
+    root = data_dir("registry")
+    for tag, path in registry().sources.items():
+        model = tag.rsplit(".", 1)[0]
+        if model in catalog().entries and catalog().family_of(model) != file_family(path, root):
+            out.append(f"{tag} ({catalog().family_of(model)}) in {path}")
+    return out
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -134,12 +152,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from zoo import __version__
+    from zoo.version import __version__
 
-    parser = argparse.ArgumentParser(prog="zoo", description="A declarative model zoo for image "
-                                     "classification: specs, builders, Hub weights, timm plug-in.")
+    parser = ZooArgumentParser(prog="zoo", description="A declarative model zoo for image "
+                               "classification: specs, builders, Hub weights, timm plug-in.")
     parser.add_argument("--version", action="version", version=f"zoo {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (give it before the command)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="list models (or pretrained name.tag with --pretrained)")
@@ -156,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--no-measure", action="store_true", help="don't build the model (no torch)")
     p.add_argument("--json", action="store_true", help="print the resolved spec as JSON")
+    p.add_argument("--specs", action="append", metavar="YAML",
+                   help="extra spec file(s) or folder(s) to register first (repeatable)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("schema", help="print the JSON Schema of spec files (for editors)")
@@ -173,38 +194,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", action="store_true", help="load the registry weights")
     p.set_defaults(func=cmd_demo)
 
-    for module_name in _plugin_modules():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name == module_name:
-                continue
-            raise
-        module.register(sub)
+    for module_name in _COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
+    for fam in family_names():
+        get_family(fam).register_commands(sub)
     return parser
 
 
-def _plugin_modules() -> list[str]:
-    from zoo.families import family_names, get_family
-
-    mods = list(_PLUGIN_MODULES)
-    for fam in family_names():
-        mods.append(f"{get_family(fam).package}.cli")
-    return mods
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one ``zoo`` command.  Every failure ends in one ``zoo: error:`` line on stderr and
+    exit status 2 (130 when interrupted); ``--debug`` (before the command) re-raises instead,
+    with the traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv[:argv.index("--")] if "--" in argv else "--debug" in argv
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
     except ZooError as e:
-        if args.debug:
+        if debug:
             raise
         print(f"zoo: error: {e}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        return 0
+    except Exception as e:  # a bug in zoo or below it: still one line, the details on request
+        if debug:
+            raise
+        print(f"zoo: error: unexpected {type(e).__name__}: {_one_line(e)} (this is a bug; rerun "
+              "with `zoo --debug ...` for the traceback and report it)", file=sys.stderr)
+        return 2
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text[:500] + ("..." if len(text) > 500 else "")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ from __future__ import annotations
 import time
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
+
+from zoo.catalog import get_spec
+from zoo.errors import UsageError
 
 SAMPLE_IMAGE = "sample.png"
 
@@ -26,32 +30,49 @@ def _label_names(num_classes: int, label_set: str) -> list[str] | None:
         return None
 
 
+def _read_image(path: Path) -> Any:
+    """The image at ``path`` as RGB; :class:`UsageError` saying why if it is not one."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise UsageError(f"--image {path}: no such file" if not path.exists() else
+                         f"--image {path}: not a regular file")
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
+            ValueError) as e:
+        raise UsageError(f"--image {path}: not an image file that Pillow can read ({e})") from None
+
+
 def run_demo(name: str, *, image: str | None = None, pretrained: bool = False,
              topk: int = 5) -> int:
     import torch
-    from PIL import Image
     from timm.data import create_transform, resolve_data_config
 
-    import zoo
+    from zoo.build import create
     from zoo.measure import count_macs, count_params
 
-    spec = zoo.get_spec(name)
+    spec = get_spec(name)
+    path = Path(image) if image else sample_image_path()
+    picture = _read_image(path)  # a bad --image fails before anything is built
     t0 = time.perf_counter()
-    model = zoo.create(name, pretrained=pretrained).eval()
+    model = create(name, pretrained=pretrained).eval()
     build_s = time.perf_counter() - t0
-    params, macs = count_params(model), count_macs(model, tuple(spec.data.input_size))
+    c, h, w = spec.data.input_size
+    params, macs = count_params(model), count_macs(model, (c, h, w))
     rep = spec.reported
     print(f"model   {spec.name} [{spec.family}] built from its spec in {build_s * 1e3:.0f} ms "
           f"({'pretrained' if pretrained else 'random weights'})")
     print(f"params  {params / 1e6:.3f} M" + (f"   (paper: {rep.params_m} M)" if rep and rep.params_m else ""))
     print(f"MACs    {macs / 1e6:.1f} M" + (f"   (paper: {rep.macs_m} M)" if rep and rep.macs_m else ""))
     if rep and rep.top1 is not None:
-        print(f"top-1   {rep.top1} on {rep.dataset} ({rep.source})")
+        print(f"top-1   {rep.top1} on {rep.dataset}, as the paper reports it ({rep.source}; not "
+              "measured here)")
 
-    path = Path(image) if image else sample_image_path()
     config = resolve_data_config(model=model)
     transform = create_transform(**config)
-    x = transform(Image.open(path).convert("RGB")).unsqueeze(0)
+    x = transform(picture).unsqueeze(0)
     with torch.inference_mode():
         t0 = time.perf_counter()
         probs = model(x).softmax(-1)[0]

@@ -35,8 +35,11 @@ class UnknownModelError(ZooError, KeyError):
         self.name = name
         known = list(known)
         self.suggestions = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+        listing = {"family": "zoo families", "weights tag": "zoo list --pretrained"}.get(
+            what, "zoo list")
         hint = (f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions
-                else f" Run `zoo list` to see the {len(known)} known {what}s.")
+                else f" Run `{listing}` to see the {len(known)} known "
+                f"{'families' if what == 'family' else what + 's'}.")
         self.message = f"unknown {what} {name!r}.{hint}"
         super().__init__(self.message)
 
@@ -62,6 +65,11 @@ class WeightsNotCachedError(WeightsError, FileNotFoundError):
 
 class HubConnectionError(WeightsError, ConnectionError):
     """The Hub (or the emulator ``HF_ENDPOINT`` points at) cannot be reached."""
+
+
+class HubResponseError(WeightsError, ValueError):
+    """The Hub (or a mirror / proxy at ``HF_ENDPOINT``) sent something malformed or unsafe;
+    it was refused before anything was written."""
 
 
 class ChecksumMismatchError(WeightsError, ValueError):
@@ -103,3 +111,33 @@ class InputShapeError(ZooError, ValueError):
 
 class CheckpointError(ZooError, ValueError):
     """An original checkpoint that cannot be converted (unsafe pickle, unknown layout)."""
+
+
+class CalibrationError(ZooError, ValueError):
+    """Calibration cannot run: no data, no weights, nothing to calibrate, bad arguments."""
+
+
+class UsageError(ZooError, ValueError):
+    """A command line that zoo cannot run (bad option, missing argument, bad value)."""
+
+
+class MissingDependencyError(ZooError, ImportError):
+    """An optional dependency that a command needs is not installed; names the extra to install."""
+
+    def __init__(self, what: str, modules: list[str], extra: str):
+        self.modules, self.extra = modules, extra
+        super().__init__(f"{what} needs {', '.join(modules)}, which {'is' if len(modules) == 1 else 'are'} "
+                         f"not installed: pip install 'zoo[{extra}]'")
+
+
+def require_modules(what: str, modules: list[str], extra: str) -> None:
+    """Raise :class:`MissingDependencyError` unless every module in ``modules`` is importable."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingDependencyError(what, missing, extra)
+
+
+class DeviceError(ZooError, ValueError):
+    """A device that does not exist on this machine (e.g. ``cuda`` without a GPU)."""

@@ -1,4 +1,4 @@
-"""``zoo eval`` and ``zoo bench``: accuracy on an image folder and inference speed.
+"""``zoo eval``: top-1/top-5 accuracy on an image folder.
 
 Evaluation uses the model's own preprocessing (timm's ``resolve_data_config`` +
 ``create_transform`` on the model's ``pretrained_cfg``).  Under ``torchrun`` it shards the
@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import math
 import os
-import statistics
 import sys
 import time
 import warnings
@@ -21,7 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from zoo.argtypes import existing_file, non_negative_int, positive_int
+from zoo.catalog import get_spec, register_specs
 from zoo.errors import ZooError
+from zoo.version import __version__
+from zoo.yamlio import atomic_write_text
 
 if TYPE_CHECKING:
     import torch
@@ -78,25 +80,46 @@ def load_label_map(path: str | Path | None, label_set: str, num_classes: int,
     used automatically, so a subset of the classes still gets the right indices.  Otherwise
     sorted folder names are the class indices."""
     if path is not None:
-        text = Path(path).read_text()
-        if text.lstrip().startswith("{"):
-            return {str(k): int(v) for k, v in json.loads(text).items()}
-        out = {}
-        for line in text.splitlines():
-            if line.strip():
-                folder, idx = line.split()
-                out[folder] = int(idx)
-        return out
+        return _read_label_map(Path(path))
     import re
 
     folders = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
-    if label_set == "imagenet-1k" and num_classes == 1000 and folders \
-            and all(re.fullmatch(r"n\d{8}", f) for f in folders):
-        from timm.data import ImageNetInfo
+    if label_set == "imagenet-1k" and num_classes == 1000 and folders:
+        if all(re.fullmatch(r"n\d{8}", f) for f in folders):
+            from timm.data import ImageNetInfo
 
-        info = ImageNetInfo()
-        return {info.index_to_label_name(i): i for i in range(1000)}
+            info = ImageNetInfo()
+            return {info.index_to_label_name(i): i for i in range(1000)}
+        warnings.warn(f"the class folders of {root} are not ImageNet-1k synset ids (n01440764, "
+                      "...): their sorted names are taken as class indices 0..N-1; pass "
+                      "--label-map if they name the classes otherwise", stacklevel=2)
     return None
+
+
+def _read_label_map(path: Path) -> dict[str, int]:
+    """A label map file: JSON ``{folder: index}``, or lines ``folder index``."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read the label map {path}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        if text.lstrip().startswith("{"):
+            doc = json.loads(text)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            return {str(k): int(v) for k, v in doc.items()}
+        out = {}
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    folder, idx = line.split()
+                    out[folder] = int(idx)
+                except ValueError:
+                    raise ValueError(f"line {n}: {line.strip()[:80]!r}") from None
+        return out
+    except (ValueError, TypeError) as e:
+        raise DataError(f"{path} is not a label map (JSON {{folder: index}} or lines 'folder "
+                        f"index'): {e}") from None
 
 
 def resolve_root(data: str | Path, split: str | None) -> Path:
@@ -118,8 +141,9 @@ def shard_indices(num_samples: int, rank: int, world: int) -> list[int]:
     dropped, so that over all ranks every index occurs exactly once."""
     from torch.utils.data import DistributedSampler
 
-    sampler = DistributedSampler(range(num_samples), num_replicas=world, rank=rank,
-                                 shuffle=False, drop_last=False)
+    sampler: DistributedSampler[int] = DistributedSampler(
+        range(num_samples), num_replicas=world, rank=rank,  # type: ignore[arg-type]  # sized
+        shuffle=False, drop_last=False)
     own = len(range(rank, num_samples, world))  # the padding (repeats of the first indices) follows
     return list(sampler)[:own]
 
@@ -143,7 +167,8 @@ class _Dataset:
         try:
             with Image.open(s.path) as img:
                 x = self.transform(img.convert("RGB"))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
+                ValueError) as e:
             if self.skip_bad:
                 return _Unreadable(str(s.path), str(e))
             raise DataError(f"cannot read image {s.path}: {e} (fix or remove it, or pass "
@@ -213,11 +238,14 @@ def evaluate(name: str, data: str | Path, *, split: str | None = None, weights: 
     import torch.distributed as dist
     from timm.data import create_transform, resolve_data_config
 
-    import zoo
+    from zoo.build import create
 
     rank, world, local_rank = _dist_env()
+    from zoo.device import resolve_device
+
     if device is None:
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(device))
     initialized_here = False
     if world > 1 and not dist.is_initialized():
         if device.startswith("cuda"):
@@ -227,23 +255,30 @@ def evaluate(name: str, data: str | Path, *, split: str | None = None, weights: 
     try:
         root = resolve_root(data, split)
         model_name = name.partition(".")[0]
-        model = zoo.create(name, pretrained="." in name and weights is None, weights=weights)
+        pretrained = "." in name and weights is None
+        if not pretrained and weights is None:
+            warnings.warn(f"{name}: no weights tag and no --weights: evaluating randomly "
+                          f"initialized weights (expect chance accuracy); use {name}.TAG (see "
+                          "`zoo list --pretrained`) or --weights", stacklevel=2)
+        model = create(name, pretrained=pretrained, weights=weights)
         model = model.to(device).eval()
-        spec = zoo.get_spec(model_name)
+        spec = get_spec(model_name)
+        num_classes = int(getattr(model, "num_classes"))
         cfg = resolve_data_config(model=model)
         samples, _ = find_samples(
-            root, load_label_map(label_map, spec.data.label_set, model.num_classes, root),
+            root, load_label_map(label_map, spec.data.label_set, num_classes, root),
             skip_bad=skip_bad)
-        out_of_range = sorted({s.target for s in samples if s.target >= model.num_classes})
+        out_of_range = sorted({s.target for s in samples if s.target >= num_classes})
         if out_of_range:
             raise DataError(f"class indices {out_of_range[:10]} are beyond the model's "
-                            f"{model.num_classes} classes (pass --label-map to map the folders)")
+                            f"{num_classes} classes (pass --label-map to map the folders)")
         if limit is not None:
             samples = samples[:limit]
         dataset = _Dataset(samples, create_transform(**cfg), skip_bad)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size,
-                                             sampler=shard_indices(len(samples), rank, world),
-                                             num_workers=workers, collate_fn=_collate)
+        loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size,  # type: ignore[arg-type]  # a map-style dataset
+            sampler=shard_indices(len(samples), rank, world), num_workers=workers,
+            collate_fn=_collate)
         counts = torch.zeros(4, dtype=torch.float64)  # n, correct1, correct5, skipped
         partial = False
         bar = None
@@ -292,68 +327,15 @@ def evaluate(name: str, data: str | Path, *, split: str | None = None, weights: 
             partial=partial, world_size=world, batch_size=batch_size,
             data_config={k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
             date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            zoo_version=zoo.__version__, torch_version=torch.__version__, device=device)
+            zoo_version=__version__, torch_version=torch.__version__, device=device)
     finally:
         if initialized_here:
             dist.destroy_process_group()
 
 
-@dataclass
-class BenchResult:
-    model: str
-    batch_size: int
-    img_size: int
-    device: str
-    images_per_sec: float
-    latency_ms_median: float
-    latency_ms_p90: float
-    runs: int
-    options: dict[str, Any]
-
-
-def bench(name: str, *, batch_size: int = 8, img_size: int | None = None,
-          channels_last: bool = False, compile: bool = False, amp: bool = False,
-          device: str | None = None, warmup: int = 3, runs: int = 10) -> BenchResult:
-    """Inference throughput/latency (warm-up excluded; median and p90 over ``runs``)."""
-    import torch
-
-    import zoo
-
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = zoo.create(name).to(device).eval()
-    spec = zoo.get_spec(name.partition(".")[0])
-    size = img_size or spec.data.input_size[1]
-    x = torch.randn(batch_size, spec.data.in_chans, size, size, device=device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.to(memory_format=torch.channels_last)
-    fn = torch.compile(model) if compile else model
-    autocast = torch.autocast(device_type=torch.device(device).type,
-                              dtype=torch.bfloat16 if device == "cpu" else torch.float16,
-                              enabled=amp)
-    times = []
-    with torch.inference_mode(), autocast:
-        for i in range(warmup + runs):
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn(x)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
-    p90 = sorted(times)[math.ceil(0.9 * len(times)) - 1]  # nearest rank
-    return BenchResult(name, batch_size, size, device, batch_size / med, med * 1e3, p90 * 1e3,
-                       runs, {"channels_last": channels_last, "compile": compile, "amp": amp})
-
-
 # -- CLI -----------------------------------------------------------------------------------------
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from zoo.catalog import register_specs
-
     for path in args.specs or []:
         register_specs(path)
     rank = _dist_env()[0]
@@ -367,24 +349,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
               f" ({res.skipped} skipped), {res.images_per_sec:.1f} img/s, {res.world_size} "
               f"process(es){flag}")
         if args.out:
-            from zoo.yamlio import atomic_write_text
-
             atomic_write_text(args.out, json.dumps(asdict(res), indent=2) + "\n")
     return 130 if res.partial else 0
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from zoo.catalog import register_specs
-
-    for path in args.specs or []:
-        register_specs(path)
-    res = bench(args.name, batch_size=args.batch_size, img_size=args.img_size,
-                channels_last=args.channels_last, compile=args.compile, amp=args.amp,
-                device=args.device, warmup=args.warmup, runs=args.runs)
-    print(f"{res.model}: {res.images_per_sec:.1f} img/s, latency median {res.latency_ms_median:.2f} ms"
-          f" (p90 {res.latency_ms_p90:.2f} ms), batch {res.batch_size}, {res.img_size} px, "
-          f"{res.device}, {res.runs} runs after warm-up, {res.options}")
-    return 0
 
 
 def register(sub) -> None:
@@ -393,26 +359,14 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="ImageFolder root (or its parent, with --split)")
     p.add_argument("--split", help="sub-folder of --data to read (default: val, when present)")
     p.add_argument("--weights", help="hf-hub:org/repo[@rev], a folder or a .safetensors file")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--limit", type=int, help="evaluate the first N images only")
-    p.add_argument("--label-map", help="JSON {folder: index} or lines 'folder index'")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--workers", type=non_negative_int, default=2)
+    p.add_argument("--limit", type=positive_int, help="evaluate the first N images only")
+    p.add_argument("--label-map", type=existing_file,
+                   help="JSON {folder: index} or lines 'folder index'")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images/empty classes")
     p.add_argument("--device")
     p.add_argument("--out", help="write the result as JSON (usable by zoo push --metrics)")
     p.add_argument("--specs", action="append", help="extra spec YAML file(s) to register")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_eval)
-
-    p = sub.add_parser("bench", help="inference throughput and latency")
-    p.add_argument("name")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--img-size", type=int)
-    p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--compile", action="store_true")
-    p.add_argument("--amp", action="store_true")
-    p.add_argument("--device")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--runs", type=int, default=10)
-    p.add_argument("--specs", action="append", help="extra spec YAML file(s) to register")
-    p.set_defaults(func=_cmd_bench)

@@ -124,5 +124,6 @@ def check_input_size(x: torch.Tensor, expected: tuple[int, int], model: str) -> 
     if x.ndim != 4 or tuple(x.shape[-2:]) != tuple(expected):
         raise InputShapeError(
             f"{model} takes inputs of size {expected[0]}x{expected[1]} only (its positional "
-            f"embedding/token layout is fixed), got shape {tuple(x.shape)}. Resize the input, or "
-            "create the model with the spec's input size changed if the family supports it.")
+            f"embedding/token layout is fixed), got shape {tuple(x.shape)}. Resize the input to "
+            f"{expected[0]}x{expected[1]} (timm.data.resolve_data_config(model=model) with "
+            "create_transform does), or register a spec variant with that input size.")

@@ -9,7 +9,7 @@ unpickles it itself.  Nothing here imports torch.
 from __future__ import annotations
 
 import datetime as _dt
-import threading
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +17,8 @@ from pydantic import Field, ValidationError, field_validator
 
 from zoo import yamlio
 from zoo.errors import RegistryError, UnknownModelError
+from zoo.lazy import Lazy
+from zoo.paths import data_dir
 from zoo.spec import StrictModel
 
 SHA256 = r"^[0-9a-f]{64}$"
@@ -81,8 +83,6 @@ class RegistryFile(StrictModel):
     @field_validator("weights")
     @classmethod
     def _tags(cls, v: dict[str, WeightsRecord]) -> dict[str, WeightsRecord]:
-        import re
-
         bad = [k for k in v if not re.match(TAG_PATTERN, k)]
         if bad:
             raise ValueError(f"weights keys must be `model.tag` (lower_snake): {bad}")
@@ -124,29 +124,32 @@ class Registry:
             raise UnknownModelError(tag, self.records, what="weights tag") from None
 
 
-_registry: Registry | None = None
-_lock = threading.Lock()
+def registry_files(folder: Path) -> list[Path]:
+    """The registry files of a folder: ``<family>.yaml`` and ``<family>/<paper>.yaml``, sorted."""
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*/*.yaml")])
+
+
+def _load_shipped() -> Registry:
+    reg = Registry()
+    for path in registry_files(data_dir("registry")):
+        reg.add_file(path)
+    return reg
+
+
+_registry = Lazy(_load_shipped)
 
 
 def registry() -> Registry:
-    global _registry
-    if _registry is None:
-        with _lock:
-            if _registry is None:
-                from zoo.catalog import data_dir
-
-                reg = Registry()
-                for path in sorted(data_dir("registry").glob("*.yaml")):
-                    reg.add_file(path)
-                _registry = reg
-    return _registry
+    """The process-wide registry of zoo's shipped records (read on first use)."""
+    return _registry.get()
 
 
 def default_tag(model: str) -> str | None:
     """The first pretrained tag of a model in registry order, else its first tag, else None."""
     tags = registry().tags_of(model)
     pretrained = [t for t in tags if registry().records[t].pretrained]
-    return (pretrained or tags or [None])[0]
+    found = pretrained or tags
+    return found[0] if found else None
 
 
 def update_file(path: str | Path, tag: str, record: WeightsRecord | dict[str, Any]) -> None:
@@ -168,5 +171,4 @@ def update_file(path: str | Path, tag: str, record: WeightsRecord | dict[str, An
     doc["weights"][tag] = rec.model_dump(mode="json", exclude_none=True)
     parse_file(doc, str(path))  # the whole file must validate before it replaces the old one
     yamlio.atomic_write_text(path, yamlio.dumps(doc))
-    global _registry
-    _registry = None
+    _registry.reset()

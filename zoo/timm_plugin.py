@@ -4,6 +4,8 @@
 hook: when timm is imported (before or after zoo), every zoo model is registered under timm's
 ``zoo`` module, with its pretrained tags.  Entry points build through :func:`zoo.create`, so
 weights loaded via timm are sha256-verified like zoo's own.  zoo never overwrites a timm name.
+Specs registered later (:func:`zoo.register_specs`) reach timm through the catalog's
+:func:`~zoo.catalog.on_register` subscription made here.
 """
 from __future__ import annotations
 
@@ -27,8 +29,8 @@ def _host_module() -> types.ModuleType:
     mod = sys.modules.get(_HOST)
     if mod is None:
         mod = types.ModuleType(_HOST, "timm entry points of zoo models (generated)")
-        mod.default_cfgs = {}
-        mod.__all__ = []
+        setattr(mod, "default_cfgs", {})
+        setattr(mod, "__all__", [])
         sys.modules[_HOST] = mod
     return mod
 
@@ -68,11 +70,12 @@ def _entrypoint(name: str):
 def _default_cfg(name: str):
     from timm.models._registry import generate_default_cfgs
 
-    from zoo.build import get_spec, pretrained_cfg
+    from zoo.catalog import get_spec
+    from zoo.pretrained_cfg import pretrained_cfg
     from zoo.registry import registry
 
     spec = get_spec(name)
-    cfgs: dict[str, dict[str, Any]] = {}
+    cfgs: dict[str, Any] = {}
     tags = registry().tags_of(name)
     for full in tags:
         rec = registry().records[full]
@@ -90,15 +93,15 @@ def _default_cfg(name: str):
     return generate_default_cfgs(cfgs)[name]
 
 
-def register_new(names: list[str] | None = None) -> list[str]:
+def register_new(names: list[str] | None = None) -> None:
     """Register zoo models in timm (all if ``names`` is None).  No-op until timm is imported."""
     if "timm" not in sys.modules or not hasattr(sys.modules["timm"], "create_model"):
-        return []
+        return
     from timm.models._registry import _model_entrypoints, register_model
 
-    from zoo.catalog import catalog
+    from zoo.catalog import catalog, on_register
 
-    done = []
+    on_register(register_new)  # later user specs follow (idempotent)
     with _lock:
         host = _host_module()
         for name in names if names is not None else catalog().names():
@@ -115,8 +118,6 @@ def register_new(names: list[str] | None = None) -> list[str]:
                 continue
             register_model(_entrypoint(name))
             _registered.add(name)
-            done.append(name)
-    return done
 
 
 class _TimmHook(importlib.abc.MetaPathFinder):
@@ -146,7 +147,7 @@ class _TimmHook(importlib.abc.MetaPathFinder):
             except Exception as e:  # never break `import timm`
                 warnings.warn(f"zoo: could not register its models in timm: {e}", stacklevel=2)
 
-        loader.exec_module = exec_module  # type: ignore[method-assign]
+        loader.exec_module = exec_module
         return spec
 
 

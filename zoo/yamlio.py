@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -22,7 +22,10 @@ class YamlDataError(ValueError):
     pass
 
 
-_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser where available
+if TYPE_CHECKING:
+    _Base = yaml.SafeLoader
+else:
+    _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser where available
 
 
 def _check_events(text: str) -> None:
@@ -30,11 +33,12 @@ def _check_events(text: str) -> None:
     depth = 0
     for event in yaml.parse(text, Loader=_Base):
         line = event.start_mark.line + 1 if event.start_mark else "?"
+        anchor = getattr(event, "anchor", None)
         if isinstance(event, yaml.events.AliasEvent):
-            raise YamlDataError(f"line {line}: YAML aliases (*{event.anchor}) are not allowed in "
+            raise YamlDataError(f"line {line}: YAML aliases (*{anchor}) are not allowed in "
                                 "zoo files; use `extends` or `defaults`")
-        if getattr(event, "anchor", None):
-            raise YamlDataError(f"line {line}: YAML anchors (&{event.anchor}) are not allowed in "
+        if anchor:
+            raise YamlDataError(f"line {line}: YAML anchors (&{anchor}) are not allowed in "
                                 "zoo files; use `extends` or `defaults`")
         if isinstance(event, yaml.events.CollectionStartEvent):
             depth += 1
@@ -47,7 +51,7 @@ def _check_events(text: str) -> None:
 class _StrictLoader(_Base):
     """Safe constructor (no Python tags) that refuses duplicate and non-scalar keys."""
 
-    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+    def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import zoo
 from tests import golden as G
 from zoo.errors import SpecError, StateDictMismatchError
-from zoo.spec import validate_spec
+from zoo.catalog import validate_spec
 
 UPSTREAM_PARAMS = {
     "bignas_attentivenas_a0": 9064648, "bignas_attentivenas_a1": 9563336,
@@ -37,8 +37,8 @@ UPSTREAM_PARAMS = {
     "bignas_alphanet_a6": 15441448,
 }
 SUPERNET_PARAMS = 23934704  # AttentiveNasDynamicModel(supernet_config), golden num_params
-CHILDREN = sorted(UPSTREAM_PARAMS)
-SUPERNETS = ["bignas_attentivenas_supernet", "bignas_supernet"]
+CHILDREN = [n for n in zoo.list_models(family="bignas") if zoo.get_spec(n).arch.supernet]
+SUPERNETS = [n for n in zoo.list_models(family="bignas") if zoo.get_spec(n).arch.space]
 
 
 def _meta(name: str, **overrides):
@@ -54,7 +54,8 @@ def _meta(name: str, **overrides):
 
 def test_family_lists_supernets_and_children() -> None:
     names = zoo.list_models("bignas*")
-    assert set(names) == set(CHILDREN) | set(SUPERNETS)
+    assert set(names) == set(CHILDREN) | set(SUPERNETS) and len(SUPERNETS) == 2
+    assert set(CHILDREN) == set(UPSTREAM_PARAMS)  # every child has its upstream parameter count
     for name in CHILDREN:
         arch = zoo.get_spec(name).arch
         assert arch.supernet == "bignas_attentivenas_supernet" and arch.space is None
@@ -312,7 +313,8 @@ def _check_random_child(case) -> None:
     """Any valid arch of a supernet spec builds and runs; the child sliced by convert() computes
     what the supernet computes with that arch active.  Fully convolutional, so run small inputs
     (odd sizes exercise the shortcut's pooling padding) with the resize disabled."""
-    from zoo.build import build_model, load_into
+    from zoo.build import build_model
+    from zoo.loading import load_into
     from zoo.families.bignas.model import convert
 
     supernet, subnet, size = case
@@ -466,7 +468,7 @@ def _bn_stats(model) -> dict[str, torch.Tensor]:
 def test_recalibrate_bn_resets_and_averages_batches() -> None:
     """recalibrate_bn: statistics become the plain average over the batches (cumulative moving
     average), deterministic in the data, momenta restored, weights untouched."""
-    from zoo.families.bignas.calibrate import recalibrate_bn
+    from zoo.layers.batchnorm import recalibrate_bn
 
     model = zoo.create("bignas_attentivenas_a0", resize_input=False).eval()
     with torch.no_grad():
@@ -496,7 +498,7 @@ def test_calibrate_image_folder_cli_deterministic_and_standalone(image_folder, c
     result (CLI and Python), another seed other batches; the output folder is a standalone
     child whose non-BN weights are the input's."""
     from zoo.cli import main
-    from zoo.families.bignas.calibrate import calibrate
+    from zoo.calibrate import calibrate
 
     name = "bignas_attentivenas_a0"
     before = _bn_stats(zoo.create(name, weights=child_weights))
@@ -522,7 +524,9 @@ def test_calibrate_image_folder_cli_deterministic_and_standalone(image_folder, c
 
 def test_calibration_errors(image_folder, tmp_path, capsys) -> None:
     from zoo.cli import main
-    from zoo.families.bignas.calibrate import CalibrationError, calibrate, recalibrate_bn
+    from zoo.calibrate import calibrate
+    from zoo.errors import CalibrationError
+    from zoo.layers.batchnorm import recalibrate_bn
 
     with pytest.raises(CalibrationError, match="no weights"):
         calibrate("bignas_attentivenas_a0", image_folder)

@@ -19,16 +19,13 @@ from zoo.families.deepmad.model import DeepMAD, ResK1DWSEK1, ResK1KXK1
 from zoo.families.deepmad.schema import Arch, se_channels
 from zoo.measure import count_macs, count_params
 
-NAMES = ["deepmad_r18", "deepmad_r34", "deepmad_r50", "deepmad_29m_224", "deepmad_29m_288",
-         "deepmad_50m", "deepmad_89m"]
+NAMES = zoo.list_models(family="deepmad")  # every variant of specs/deepmad.yaml
 
 # TinyNAS's own scores (compute_deepmad, alpha1 = alpha2 = 1, multi_block_ratio [1,1,1,1,8]) of
 # the published structures, as listed in the issue.
 TINYNAS_SCORES = {"deepmad_29m_224": 11915.37, "deepmad_29m_288": 11705.14,
                   "deepmad_50m": 14833.20, "deepmad_89m": 18020.38, "deepmad_r18": 32120.20,
                   "deepmad_r34": 43142.67, "deepmad_r50": 48919.28}
-# rho0 of each network's TinyNAS search config (configs/classification/deepmad_*.py)
-RHO0 = {"k1kxk1": 0.3, "k1dwsek1": 0.5}
 # TinyNAS's own cost of the published structures: sum of block.get_flops(res) over
 # CnnNet(structure_txt).block_list with res /= block.stride (tinynas/models/cnnnet.py
 # get_flops), computed with TinyNAS's block classes at commit 8ccaf88 (reference data, like
@@ -50,7 +47,7 @@ def test_compat_entropy_reproduces_tinynas(name: str) -> None:
     ev = scores.evaluate(spec.arch, _res(spec), tinynas_compat=True)
     assert ev.entropy == pytest.approx(TINYNAS_SCORES[name], abs=0.01)
     assert ev.score == pytest.approx(ev.entropy - ev.depth_penalty)
-    assert ev.rho <= RHO0[spec.arch.block]  # the published networks satisfy their rho0
+    assert ev.rho <= spec.arch.search_budget.rho  # the published networks satisfy their rho0
 
 
 def test_compat_quirks_dwse_resolution_and_k1kxk1_penalty() -> None:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.build import get_family
+from zoo.families import get_family
 
 
 def _meta_model(name: str, **overrides) -> nn.Module:

@@ -205,7 +205,7 @@ def test_deit3_untrained_ln2_is_refused() -> None:
 def test_training_checkpoint_file_converts(tmp_path: Path) -> None:
     """An mmpretrain checkpoint file ({'meta': ..., 'state_dict': ...}) through zoo convert's
     reader (weights_only) and the family converter."""
-    from zoo.checkpoint import load_original_checkpoint
+    from zoo.weights.checkpoint import load_original_checkpoint
 
     g = _golden("gcr_resnet50d_d1")
     path = tmp_path / "ckpt.pth"

@@ -12,16 +12,16 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import zoo
-from zoo.build import build_model, load_into
+from zoo.build import build_model
+from zoo.loading import load_into
 from zoo.errors import CheckpointError, InputShapeError, SpecError
 from zoo.families import get_family
 from zoo.families.karat.model import FourierKArAt, KArAtAttention
 from zoo.measure import count_macs, count_params
-from zoo.spec import validate_spec
+from zoo.catalog import validate_spec
 
 ROOT = Path(__file__).resolve().parents[2]
-VARIANTS = ["karat_vit_tiny_g3b", "karat_vit_tiny_g3u", "karat_vit_small_g3b",
-            "karat_vit_small_g3u", "karat_vit_base_g1b", "karat_vit_base_g1u"]
+VARIANTS = zoo.list_models(family="karat")  # every variant of specs/karat.yaml
 # The paper's parameter table counts Tiny and Base with a 10-class head (its vanilla rows are
 # 5.53M / 85.81M, timm's ViT-Tiny/Base with 10 classes) and Small with a 1000-class head.
 TABLE_CLASSES = {"tiny": 10, "small": 1000, "base": 10}

@@ -199,7 +199,7 @@ def _raw(name: str) -> dict:
     ({"act_init": "relu"}, "act_init"),
 ])
 def test_spec_errors(change, match) -> None:
-    from zoo.spec import validate_spec
+    from zoo.catalog import validate_spec
 
     raw = _raw(TINY)
     raw["arch"].update(change)
@@ -254,8 +254,9 @@ def test_upstream_checkpoint_converts_and_loads_strictly(tiny, prefix) -> None:
 def test_training_checkpoint_file_round_trip(tiny, tmp_path) -> None:
     """A .pth as upstream's train.py writes it (weights under 'state_dict', argparse args next
     to them) -> load_original_checkpoint -> convert -> strict load -> save_pretrained -> create."""
-    from zoo.build import build_model, load_into
-    from zoo.checkpoint import load_original_checkpoint
+    from zoo.build import build_model
+    from zoo.loading import load_into
+    from zoo.weights.checkpoint import load_original_checkpoint
 
     sd = synthetic_checkpoint()
     path = tmp_path / "kat_tiny.pth"
@@ -282,7 +283,8 @@ def test_nested_checkpoint_is_refused() -> None:
 
 
 def test_wrong_size_checkpoint_is_a_mismatch(tiny) -> None:
-    from zoo.build import build_model, load_into
+    from zoo.build import build_model
+    from zoo.loading import load_into
 
     sd = zoo.convert_checkpoint(TINY, synthetic_checkpoint())
     del sd["blocks.11.mlp.act2.weight_numerator"]

@@ -130,7 +130,8 @@ def test_convert_errors() -> None:
     zoo_layout = zoo.convert_checkpoint(name, sd)
     with pytest.raises(CheckpointError, match="zoo-layout"):
         zoo.convert_checkpoint(name, zoo_layout)
-    from zoo.build import build_model, load_into
+    from zoo.build import build_model
+    from zoo.loading import load_into
 
     wrong, _ = upstream_checkpoint("meal_v2_mobilenetv3_small_100")
     with pytest.raises(StateDictMismatchError):
@@ -150,7 +151,7 @@ def _raw(name: str) -> dict:
     ({"timm_model": "timm/resnet50"}, "timm_model"),
 ])
 def test_spec_errors_at_validation(change, match) -> None:
-    from zoo.spec import validate_spec
+    from zoo.catalog import validate_spec
 
     raw = _raw("meal_v2_resnet50")
     raw["arch"].update(change)
@@ -165,7 +166,7 @@ def test_spec_errors_at_validation(change, match) -> None:
 ])
 def test_spec_errors_at_build(change, match) -> None:
     from zoo.families.timm_arch.model import build
-    from zoo.spec import validate_spec
+    from zoo.catalog import validate_spec
 
     raw = _raw("meal_v2_resnet50")
     raw["arch"].update(change)

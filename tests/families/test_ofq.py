@@ -21,11 +21,11 @@ from zoo.errors import InputShapeError, SpecError, StateDictMismatchError
 from zoo.families.ofq import model as M
 from zoo.families.ofq.packing import packed_numel, unpack_bits
 from zoo.layers.quant import LSQQuantizer, StatsQuantizer
-from zoo.spec import validate_spec
+from zoo.catalog import validate_spec
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-TINY = ["ofq_deit_tiny_w2a2", "ofq_deit_tiny_w3a3", "ofq_deit_tiny_w4a4"]
-SMALL = ["ofq_deit_small_w2a2", "ofq_deit_small_w3a3", "ofq_deit_small_w4a4"]
+TINY = zoo.list_models("ofq_deit_tiny_*")
+SMALL = zoo.list_models("ofq_deit_small_*")
 BITS = {"w2a2": 2, "w3a3": 3, "w4a4": 4}
 
 

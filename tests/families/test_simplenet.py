@@ -12,7 +12,8 @@ from torch import nn
 
 import zoo
 from tests.util import random_eval_model
-from zoo.catalog import catalog, data_dir
+from zoo.catalog import catalog
+from zoo.paths import data_dir
 from zoo.errors import SpecError
 from zoo.registry import registry
 

@@ -75,7 +75,7 @@ def _raw() -> dict:
     ([[]], "stage 0 has no blocks"),
 ])
 def test_arch_string_errors(stages, match) -> None:
-    from zoo.spec import validate_spec
+    from zoo.catalog import validate_spec
 
     raw = _raw()
     raw["arch"]["stages"] = stages

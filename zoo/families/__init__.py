@@ -1,51 +1,100 @@
-"""Model families.
+"""Model families: discovery, and the one place the core calls a family through.
 
-A family is a package ``zoo/families/<name>/`` (or a third-party package announced through the
-``zoo.families`` entry-point group, ``name = "package.path"``) holding two modules:
-
-- ``schema.py`` defines ``Arch``, a :class:`zoo.spec.ArchBase` subclass: the family's
-  architecture fields.  It must not import torch (listing and validation stay cheap).
-- ``model.py`` defines ``build(spec) -> nn.Module`` and ``convert(spec, state_dict) ->
-  state_dict`` (the original implementation's checkpoint layout to zoo's).
-
-The core never names a family: it discovers them here.
+A family is a package ``zoo/families/<name>/`` (zoo's own) or a third-party package announced
+through the ``zoo.families`` entry-point group (``name = "package.path"``); what it must provide is
+:mod:`zoo.families.contract`.  The core never names a family: it discovers them here and calls
+them through :class:`Family`.
 """
 from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import pkgutil
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from zoo.errors import UnknownModelError, ZooError
+from zoo.families.contract import FamilyHooks, StateDict
+from zoo.spec import ArchBase
+
 if TYPE_CHECKING:
-    from zoo.spec import ArchBase
+    from collections.abc import Iterable
+
+    from torch import nn
+
+    from zoo.spec import SpecBase
+
+
+class FamilyError(ZooError, TypeError):
+    """A family package that does not fulfil :mod:`zoo.families.contract`."""
 
 
 @dataclass(frozen=True)
 class Family:
+    """One model family, as the core sees it."""
+
     name: str
     package: str
 
     @functools.cached_property
-    def arch(self) -> type["ArchBase"]:
-        return importlib.import_module(f"{self.package}.schema").Arch
+    def arch(self) -> type[ArchBase]:
+        """The family's architecture schema (``schema.Arch``; no torch import)."""
+        arch = getattr(importlib.import_module(f"{self.package}.schema"), "Arch", None)
+        if not (isinstance(arch, type) and issubclass(arch, ArchBase)):
+            raise FamilyError(f"family {self.name}: {self.package}.schema.Arch must be a "
+                              "zoo.spec.ArchBase subclass")
+        return arch
+
+    @functools.cached_property
+    def hooks(self) -> FamilyHooks:
+        """The family's :class:`FamilyHooks` (``model.HOOKS``; imports torch)."""
+        hooks = getattr(importlib.import_module(f"{self.package}.model"), "HOOKS", None)
+        if not isinstance(hooks, FamilyHooks):
+            raise FamilyError(f"family {self.name}: {self.package}.model.HOOKS must be a "
+                              "zoo.families.contract.FamilyHooks")
+        return hooks
+
+    # -- required hooks ----------------------------------------------------------------------
+    def build(self, spec: SpecBase) -> nn.Module:
+        return self.hooks.build(spec)
+
+    def convert(self, spec: SpecBase, state_dict: StateDict) -> StateDict:
+        return self.hooks.convert(spec, dict(state_dict))
+
+    # -- optional hooks ----------------------------------------------------------------------
+    @property
+    def supports_packed(self) -> bool:
+        return self.hooks.load_packed is not None
+
+    def load_packed(self, spec: SpecBase, state_dict: StateDict) -> nn.Module:
+        if self.hooks.load_packed is None:
+            raise FamilyError(f"the {self.name} family has no packed (deployable) weights layout")
+        return self.hooks.load_packed(spec, state_dict)
+
+    def info(self, model: nn.Module) -> dict[str, str]:
+        return dict(self.hooks.info(model)) if self.hooks.info is not None else {}
 
     @property
-    def model(self) -> ModuleType:
-        """The builder module (imports torch)."""
-        return importlib.import_module(f"{self.package}.model")
+    def supports_calibration(self) -> bool:
+        return self.hooks.calibrate is not None
 
-    def build(self, spec: Any):
-        return self.model.build(spec)
+    def calibrate(self, model: nn.Module, batches: Iterable[Any], num_batches: int) -> int:
+        if self.hooks.calibrate is None:
+            raise FamilyError(f"the {self.name} family has nothing to calibrate")
+        return self.hooks.calibrate(model, batches, num_batches)
 
-    def convert(self, spec: Any, state_dict: dict) -> dict:
-        return self.model.convert(spec, state_dict)
+    def register_commands(self, subparsers: Any) -> None:
+        """Add the family's ``zoo`` commands (its optional ``cli.py``)."""
+        cli = self.module("cli")
+        if cli is not None:
+            cli.register(subparsers)
 
     def module(self, name: str) -> ModuleType | None:
-        """An optional extra module of the family (``cli``, ...), or None."""
+        """An optional extra module of the family (``cli``, ``api``), or None."""
         try:
             return importlib.import_module(f"{self.package}.{name}")
         except ModuleNotFoundError as e:
@@ -60,7 +109,13 @@ def _families() -> dict[str, Family]:
              for m in pkgutil.iter_modules(__path__) if m.ispkg}
     for ep in entry_points(group="zoo.families"):
         if ep.name in found:
-            raise ImportError(f"entry point zoo.families:{ep.name} shadows zoo's own family")
+            warnings.warn(f"zoo: entry point zoo.families:{ep.name} ({ep.value}) shadows zoo's own "
+                          "family of that name; ignored", stacklevel=2)
+            continue
+        if importlib.util.find_spec(ep.value.split(":")[0].split(".")[0]) is None:
+            warnings.warn(f"zoo: family plug-in zoo.families:{ep.name} -> {ep.value} is not "
+                          "importable (is its package installed?); skipped", stacklevel=2)
+            continue
         found[ep.name] = Family(ep.name, ep.value)
     return dict(sorted(found.items()))
 
@@ -73,11 +128,13 @@ def get_family(name: str) -> Family:
     try:
         return _families()[name]
     except KeyError:
-        from zoo.errors import UnknownModelError
-
         raise UnknownModelError(name, _families(), what="family") from None
 
 
 def list_families() -> list[str]:
     """Names of all model families (zoo's own and those from installed plug-ins)."""
     return family_names()
+
+
+__all__ = ["Family", "FamilyError", "FamilyHooks", "StateDict", "family_names",
+           "get_family", "list_families"]

@@ -26,13 +26,15 @@ class TimmModel(ZooModel):
     models with layers after pooling, e.g. MobileNetV3's conv head: 576 vs 1024, VGG's MLP:
     512 vs 4096)."""
 
+    model: Any  # a timm model: its API (forward_features, num_features, ...) is not typed
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
         self.nhwc = getattr(model, "output_fmt", "NCHW") == "NHWC"
-        self.num_classes = model.num_classes
-        self.num_features = model.num_features
-        self.head_hidden_size = getattr(model, "head_hidden_size", model.num_features)
+        self.num_classes = int(self.model.num_classes)
+        self.num_features = int(self.model.num_features)
+        self.head_hidden_size = int(getattr(model, "head_hidden_size", self.num_features))
         # zoo's feature maps are NCHW: NHWC stages (Swin) and token sequences (ViT blocks, whose
         # timm models have num_prefix_tokens) are not exposed through forward hooks
         tokens = hasattr(model, "num_prefix_tokens")
@@ -65,7 +67,7 @@ class TimmModel(ZooModel):
         else:
             self.model.reset_classifier(num_classes, global_pool)
         self.num_classes = num_classes
-        self.head_hidden_size = getattr(self.model, "head_hidden_size", self.num_features)
+        self.head_hidden_size = int(getattr(self.model, "head_hidden_size", self.num_features))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)
@@ -96,8 +98,9 @@ def check_timm_architecture(name: str, model: str) -> None:
     """Raise :class:`SpecError` unless ``name`` is a timm built-in architecture (not a zoo model
     registered in timm by zoo's plug-in)."""
     import timm
+    from timm.models import is_model_in_modules
 
-    if name in timm.list_models(module="zoo"):
+    if is_model_in_modules(name, ["zoo"]):
         raise SpecError(f"arch.timm_model {name!r} names a zoo model, not a timm built-in "
                         "architecture", model=model)
     if not timm.is_model(name):

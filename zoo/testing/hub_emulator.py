@@ -18,7 +18,10 @@ Fault knobs, all scoped to one file (or any file when ``filename`` is None):
 - :meth:`HubEmulator.corrupt`: serve the file with some bytes flipped (same length, same
   headers), as a broken CDN would;
 - :meth:`HubEmulator.drop_connection`: close the socket after part of the body, ``times`` times;
-- :meth:`HubEmulator.delay`: sleep before answering (a slow or hanging server).
+- :meth:`HubEmulator.delay`: sleep before answering (a slow or hanging server);
+- :meth:`HubEmulator.hostile`: answer file requests with arbitrary status, headers and body (a
+  hostile or broken mirror: path-traversing ``X-Repo-Commit``/``ETag`` values, wrong sizes,
+  HTML instead of the file, error codes).
 
 Every request is logged (:attr:`HubEmulator.requests`, :meth:`HubEmulator.count`).  The
 emulator does no authentication: a private repo is only hidden from requests without an
@@ -95,12 +98,16 @@ class _Repo:
 
 @dataclass
 class _Fault:
-    kind: str  # "corrupt" | "drop" | "delay"
+    kind: str  # "corrupt" | "drop" | "delay" | "hostile"
     repo_id: str | None
     filename: str | None
     remaining: int | None  # None: until cleared
     after: int | None = None  # drop: body bytes sent before closing (None: half)
     seconds: float = 0.0
+    status: int | None = None  # hostile: the status to answer (None: the normal one)
+    headers: dict[str, str | None] = field(default_factory=dict)  # hostile: set (None: remove)
+    body: bytes | None = None  # hostile: the body to send instead of the file's
+    methods: tuple[str, ...] = ("HEAD", "GET")
 
     def matches(self, repo_id: str | None, filename: str | None) -> bool:
         return ((self.repo_id is None or self.repo_id == repo_id)
@@ -312,6 +319,22 @@ class HubEmulator:
             raise ValueError("delay must be between 0 and 3600 s")
         self._add_fault(_Fault("delay", repo_id, filename, times, seconds=seconds))
 
+    def hostile(self, repo_id: str | None = None, filename: str | None = None, *,
+                status: int | None = None, headers: dict[str, str | None] | None = None,
+                body: bytes | None = None, methods: tuple[str, ...] = ("HEAD", "GET"),
+                times: int | None = None) -> None:
+        """Answer matching file requests (``/resolve/``) as a hostile or broken server would:
+        ``status`` replaces the status code, ``headers`` set (or, with None, remove) response
+        headers, ``body`` replaces the file's bytes (Content-Length follows it unless
+        ``headers`` sets one).  Applies to the file whether or not it exists."""
+        if status is not None and not 100 <= status <= 599:
+            raise ValueError("status must be an HTTP status code")
+        for key, value in (headers or {}).items():
+            if any(c in key + (value or "") for c in "\r\n"):
+                raise ValueError("header names and values cannot hold line breaks")
+        self._add_fault(_Fault("hostile", repo_id, filename, times, status=status,
+                               headers=dict(headers or {}), body=body, methods=tuple(methods)))
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -434,8 +457,10 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if self._entry is None:  # no response started (connection dropped before it)
                 self._log_entry(status)
-            self._entry.status = status
-            self._entry.body_bytes = self._sent
+            entry = self._entry
+            if entry is not None:
+                entry.status = status
+                entry.body_bytes = self._sent
 
     def send_response(self, code: int, message: str | None = None) -> None:
         # logged before the status line leaves, so a client that has its answer always finds
@@ -538,6 +563,9 @@ class _Handler(BaseHTTPRequestHandler):
     # -- downloads -------------------------------------------------------------------------------
     def _resolve(self, method: str, repo_id: str, revision: str, filename: str) -> int:
         self._ctx.update(repo_id=repo_id, filename=filename, revision=revision)
+        hostile = self.hub._take_fault("hostile", repo_id, filename)
+        if hostile is not None and method in hostile.methods:
+            return self._hostile(method, repo_id, revision, filename, hostile)
         repo = self._repo(repo_id)
         commit = self._commit_of(repo, revision)
         blob = commit.files.get(filename)
@@ -591,6 +619,41 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return 599  # logged as a dropped transfer
+        return status
+
+    def _hostile(self, method: str, repo_id: str, revision: str, filename: str,
+                 fault: _Fault) -> int:
+        """A :meth:`HubEmulator.hostile` answer: the normal headers and body where the file
+        exists, with the fault's status, headers and body laid over them."""
+        headers: dict[str, str] = {"Content-Type": "application/octet-stream"}
+        data = b""
+        with self.hub._lock:
+            repo = self.hub._repos.get(repo_id)
+            commit = repo.resolve(revision) if repo is not None else None
+        blob = commit.files.get(filename) if commit is not None else None
+        if commit is not None:
+            headers["X-Repo-Commit"] = commit.oid
+        if blob is not None:
+            data = blob.data
+            etag = blob.sha256 if is_lfs(filename, len(data)) else blob.git_oid
+            headers.update({"ETag": f'"{etag}"', "X-Linked-Etag": f'"{etag}"',
+                            "X-Linked-Size": str(len(data))})
+        if fault.body is not None:
+            data = fault.body
+        headers["Content-Length"] = str(len(data))
+        for key, value in fault.headers.items():
+            for existing in [k for k in headers if k.lower() == key.lower()]:
+                del headers[existing]
+            if value is not None:
+                headers[key] = value
+        status = fault.status or (200 if blob is not None else 404)
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if method == "GET" and data:
+            self.wfile.write(data)
+            self._sent += len(data)
         return status
 
     def _model_info(self, repo_id: str, revision: str) -> int:

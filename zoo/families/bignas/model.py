@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath, SelectAdaptivePool2d, SEModule, create_act_layer
 from torch import nn
 
+from zoo.families.contract import FamilyHooks
+from zoo.layers.batchnorm import recalibrate_bn
 from zoo.errors import CheckpointError, StateDictMismatchError
 from zoo.model import ZooModel, linear_or_identity
 
@@ -410,7 +412,4 @@ def convert(spec, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return _slice_supernet(spec, sd)
 
 
-def iter_bn(model: nn.Module) -> Iterator[nn.modules.batchnorm._BatchNorm]:
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            yield m
+HOOKS = FamilyHooks(build=build, convert=convert, info=info, calibrate=recalibrate_bn)

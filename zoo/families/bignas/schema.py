@@ -11,8 +11,8 @@ A *supernet* spec declares ``arch.space``: the elastic dimensions of a MobileNet
   activation,
 - the head's ``width`` choices (and whether it is the MobileNetV3 "v3 head").
 
-A *child* spec names its supernet (``arch.supernet``, another spec of this family, looked up in
-the catalog) and picks one value per dimension (``arch.subnet``), in AttentiveNAS' own format
+A *child* spec names its supernet (``arch.supernet``, another spec of this family, which the
+catalog resolves during validation) and picks one value per dimension (``arch.subnet``), in AttentiveNAS' own format
 (``resolution``, ``width`` [stem, mb1..mbN, head], ``depth``, ``kernel_size``,
 ``expand_ratio``).  A choice outside the space is an error naming the stage and the allowed
 values.  A supernet spec without ``subnet`` is its largest child.
@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, ValidationInfo, model_validator
 
-from zoo.spec import NAME_PATTERN, ArchBase, StrictModel
+from zoo.spec import LOOKUP, NAME_PATTERN, ArchBase, SpecLookup, StrictModel
 
 Act = Literal["swish", "relu", "relu6", "hard_swish"]
 Choices = tuple[int, ...]  # plain: a child's picks (Subnet); validated sets below
@@ -179,6 +179,24 @@ def stage_name(index: int) -> str:
     return f"mb{index + 1}"
 
 
+def _supernet_space(name: str, lookup: SpecLookup) -> SearchSpace:
+    """The search space declared by supernet spec ``name``."""
+    from zoo.errors import ZooError
+
+    try:
+        parent = lookup(name)
+    except ZooError as e:
+        raise ValueError(f"supernet {e}") from None
+    if parent.family != "bignas":
+        raise ValueError(f"supernet {name!r} is a {parent.family} model, not a bignas supernet")
+    arch = parent.arch
+    assert isinstance(arch, Arch)
+    if arch.space is None:
+        raise ValueError(f"supernet {name!r} is itself a child (of {arch.supernet}); name a spec "
+                         "that declares `space`")
+    return arch.space
+
+
 class Subnet(StrictModel):
     """One child of a supernet, in AttentiveNAS' ``set_active_subnet`` format."""
 
@@ -203,37 +221,32 @@ class Arch(ArchBase):
     drop_path_rate: float = Field(0.0, ge=0, lt=1, description="stochastic depth (drop connect) "
                                   "of identity-shortcut blocks, linear in block index")
 
+    _supernet_space: SearchSpace | None = PrivateAttr(default=None)
+
     @model_validator(mode="after")
-    def _space_or_supernet(self) -> "Arch":
+    def _space_or_supernet(self, info: ValidationInfo) -> "Arch":
         if (self.space is None) == (self.supernet is None):
             raise ValueError("give exactly one of `space` (a supernet spec) or `supernet` "
                              "(a child spec naming its supernet)")
-        if self.supernet is not None and self.subnet is None:
-            raise ValueError(f"a child of {self.supernet} needs `subnet` (its choices)")
+        if self.supernet is not None:
+            if self.subnet is None:
+                raise ValueError(f"a child of {self.supernet} needs `subnet` (its choices)")
+            lookup = (info.context or {}).get(LOOKUP)
+            if lookup is None:
+                raise ValueError(f"a child spec's supernet {self.supernet!r} is resolved through "
+                                 "the catalog: register the spec (zoo.register_specs) instead of "
+                                 "validating it alone")
+            self._supernet_space = _supernet_space(self.supernet, lookup)
         space = self.resolved_space()
         if self.subnet is not None:
             space.check(self.subnet, self.supernet or "<this spec>")
         return self
 
     def resolved_space(self) -> SearchSpace:
-        """The search space: this spec's own, or its supernet's (from the catalog)."""
-        if self.space is not None:
-            return self.space
-        from zoo.catalog import catalog
-        from zoo.errors import UnknownModelError
-
-        try:
-            family = catalog().family_of(self.supernet)
-        except UnknownModelError as e:
-            raise ValueError(f"supernet {e}") from None
-        if family != "bignas":
-            raise ValueError(f"supernet {self.supernet!r} is a {family} model, not a bignas "
-                             "supernet")
-        parent = catalog().spec(self.supernet).arch
-        if parent.space is None:
-            raise ValueError(f"supernet {self.supernet!r} is itself a child (of "
-                             f"{parent.supernet}); name a spec that declares `space`")
-        return parent.space
+        """The search space: this spec's own, or its supernet's (resolved at validation)."""
+        space = self.space if self.space is not None else self._supernet_space
+        assert space is not None  # guaranteed by validation
+        return space
 
     def resolved_subnet(self) -> Subnet:
         return self.subnet if self.subnet is not None else self.resolved_space().largest()

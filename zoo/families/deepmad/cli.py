@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from zoo.argtypes import non_negative_int, positive_int
+from zoo.errors import require_modules
+
 
 def _pair(text: str) -> tuple[float, float]:
     parts = text.split(",")
@@ -30,6 +33,7 @@ def _ints(text: str) -> list[int]:
 def cmd_design_deepmad(args: argparse.Namespace) -> int:
     import os
 
+    require_modules("zoo design deepmad", ["numpy", "scipy"], "design")
     if "numpy" not in sys.modules:  # one BLAS thread: the solver's LAPACK calls are tiny
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")
@@ -80,20 +84,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--params", type=float, required=True, help="params budget w/o classifier")
     p.add_argument("--rho", type=float, default=0.5, help="rho0, bound on the effectiveness")
     p.add_argument("--block", choices=("k1dwsek1", "k1kxk1"), default="k1dwsek1")
-    p.add_argument("--stages", type=int, default=5, help="number of super-blocks")
+    p.add_argument("--stages", type=positive_int, default=5, help="number of super-blocks")
     p.add_argument("--strides", type=_ints, default=None, help="e.g. 2,2,2,2,1")
-    p.add_argument("--resolution", type=int, default=224)
-    p.add_argument("--max-layers", type=int, default=None, help="depth budget (conv layers)")
+    p.add_argument("--resolution", type=positive_int, default=224)
+    p.add_argument("--max-layers", type=positive_int, default=None, help="depth budget (conv layers)")
     p.add_argument("--stem-chs", type=_stem, default=(16, 64), help="width or MIN,MAX")
-    p.add_argument("--final-chs", type=int, default=None, help="final 1x1 conv width")
+    p.add_argument("--final-chs", type=positive_int, default=None, help="final 1x1 conv width")
     p.add_argument("--kernels", type=_ints, default=None, help="kernel choices, e.g. 3,5,7")
-    p.add_argument("--max-depth", type=int, default=16, help="most blocks per super-block")
-    p.add_argument("--channel-step", type=int, default=8)
+    p.add_argument("--max-depth", type=positive_int, default=16, help="most blocks per super-block")
+    p.add_argument("--channel-step", type=positive_int, default=8)
     p.add_argument("--tinynas-compat", action="store_true", help="score as TinyNAS does")
     p.add_argument("--macs-count", choices=("zoo", "tinynas"), default="zoo",
                    help="what --macs bounds: zoo's MAC count (default) or TinyNAS's get_flops "
                    "(the unit of TinyNAS's and the DeepMAD README's FLOPs budgets)")
-    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--num-classes", type=non_negative_int, default=1000)
     p.add_argument("--name", default="deepmad_designed", help="model name of the spec")
     p.add_argument("--out", help="write the spec YAML here (default: stdout)")
     p.set_defaults(func=cmd_design_deepmad)

@@ -46,15 +46,21 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from zoo import yamlio
 from zoo.errors import ZooError
+from zoo.paths import data_dir
+from zoo.spec import Paper
 
 from .schema import Arch
 from .scores import DEPTH_PENALTY, STAGE_WEIGHTS, Evaluation, evaluate
 
-PAPER = {"title": "DeepMAD: Mathematical Architecture Design for Deep Convolutional Neural Network",
-         "arxiv": "2303.02165",
-         "code": "https://github.com/alibaba/lightweight-neural-architecture-search",
-         "license": "Apache-2.0"}
+
+
+def family_paper() -> dict[str, Any]:
+    """The DeepMAD paper as ``specs/deepmad.yaml`` declares it (its ``defaults.paper``): a
+    designed spec cites the same paper, and the YAML stays its only source."""
+    doc = yamlio.load(data_dir("specs") / "deepmad.yaml")
+    return Paper.model_validate(doc["defaults"]["paper"]).model_dump(mode="json", exclude_none=True)
 
 
 class DesignError(ZooError, ValueError):
@@ -776,7 +782,7 @@ def design(*, macs: float, params: float, rho: float = 0.5, block: str = "k1dwse
         "family": "deepmad",
         "description": (f"DeepMAD design ({block}) for {sp.macs / 1e9:.4g} GMACs, "
                         f"{sp.params / 1e6:.4g}M params, rho0 {sp.rho:g} at {resolution}px"),
-        "paper": dict(PAPER),
+        "paper": family_paper(),
         "data": {"input_size": [in_chans, resolution, resolution], "num_classes": num_classes,
                  "first_conv": "stem.conv", "classifier": "head.fc"},
         "arch": arch.model_dump(exclude_defaults=True, mode="json")}}}

@@ -20,6 +20,7 @@ import re
 from timm.layers import ClassifierHead, ConvNormAct, DropPath, create_act_layer
 from torch import Tensor, nn
 
+from zoo.families.contract import FamilyHooks
 from zoo.errors import CheckpointError
 from zoo.model import ClassifierHeadModel
 
@@ -219,3 +220,6 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 __all__ = ["DeepMAD", "ResK1DWSEK1", "ResK1KXK1", "SqueezeExcite", "build", "convert"]
+
+
+HOOKS = FamilyHooks(build=build, convert=convert)

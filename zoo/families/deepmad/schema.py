@@ -94,6 +94,9 @@ class Arch(ArchBase):
         0.0, description="stochastic depth on residual branches, linear over blocks (zoo addition; "
                          "the published networks were trained without it)")
     design: DesignRecord | None = Field(None, description="set on specs made by the designer")
+    search_budget: Budget | None = Field(
+        None, description="the budgets of the search that found a published network (DeepMAD's "
+        "own configs), which `zoo design deepmad` can be run against")
 
     @model_validator(mode="after")
     def _chain(self) -> "Arch":

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.errors import CheckpointError
+from zoo.families.contract import FamilyHooks
 from zoo.layers import mm_layout
 from zoo.layers.timm_model import PREFIX, TimmModel, create_timm
 
@@ -105,7 +106,7 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     bad = sorted(k for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
     if bad:
         raise CheckpointError(f"{what}: checkpoint entries {bad[:5]} are not tensors; pass the "
-                              "model's state dict (zoo.checkpoint.load_original_checkpoint "
+                              "model's state dict (zoo.weights.checkpoint.load_original_checkpoint "
                               "unwraps mmpretrain's {'meta', 'state_dict'} files)")
     backbone, head = mm_layout.split(state_dict, what)
     out = {PREFIX + k: v for k, v in
@@ -125,3 +126,6 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
                               "this model's")
     out["head.weight"] = weight
     return out
+
+
+HOOKS = FamilyHooks(build=build, convert=convert)

@@ -69,6 +69,7 @@ from timm.models import checkpoint_seq
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
+from zoo.families.contract import FamilyHooks
 from zoo.errors import CheckpointError, InputShapeError, SpecError
 from zoo.layers.vit_head import TokenHeadModel
 from zoo.model import check_input_size, linear_or_identity
@@ -320,3 +321,6 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 __all__ = ["FourierKArAt", "KArAtAttention", "KArAtVisionTransformer", "build", "convert"]
+
+
+HOOKS = FamilyHooks(build=build, convert=convert)

@@ -35,6 +35,7 @@ from timm.models import checkpoint_seq
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
+from zoo.families.contract import FamilyHooks
 from zoo.errors import CheckpointError, InputShapeError
 from zoo.layers.vit_head import TokenHeadModel
 from zoo.model import check_input_size, linear_or_identity
@@ -264,3 +265,6 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         raise CheckpointError(f"{spec.name}: the checkpoint has MLP weights but no rational "
                               "coefficients (mlp.act1/act2): it is a plain ViT, not a KAT")
     return out
+
+
+HOOKS = FamilyHooks(build=build, convert=convert)

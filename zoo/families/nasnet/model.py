@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, SelectAdaptivePool2d, SeparableConv2d
 from torch import nn
 
+from zoo.families.contract import FamilyHooks
 from zoo.errors import CheckpointError, InputShapeError
 from zoo.families.nasnet.schema import OPS, Arch, CellGenotype
 from zoo.layers.padding import PaddingMode, conv2d, pool2d
@@ -524,3 +525,6 @@ def convert(spec, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
         counter = key.removesuffix("running_mean") + "num_batches_tracked"
         sd.setdefault(counter, torch.zeros((), dtype=torch.long))
     return sd
+
+
+HOOKS = FamilyHooks(build=build, convert=convert)

@@ -38,6 +38,8 @@ from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
 from timm.models.vision_transformer import Attention
 from torch import nn
 
+from zoo.families.contract import FamilyHooks
+from zoo.loading import load_into, parameters_on_meta
 from zoo.layers.quant import (LearnableBias, LSQQuantizer, LSQWeightQuantizer, StatsQuantizer,
                               WeightQuantizer, dequantize_weight, make_weight_quantizer,
                               weight_code_range)
@@ -610,8 +612,6 @@ def load_packed(spec, state_dict: dict[str, torch.Tensor]) -> OFQDeiT:
     """Build the deployable model of ``spec`` around a :meth:`OFQDeiT.packed_state_dict` (strict:
     :class:`zoo.errors.StateDictMismatchError` when it does not fit).  The model takes the
     floating dtype of the state dict, so the scales load bit-exact.  Returned in eval mode."""
-    from zoo.build import load_into, parameters_on_meta, pretrained_cfg
-
     dtypes = {t.dtype for t in state_dict.values() if t.is_floating_point()}
     if len(dtypes) > 1:
         raise ValueError(f"packed weights of {spec.name} mix floating dtypes {sorted(map(str, dtypes))}")
@@ -620,14 +620,11 @@ def load_packed(spec, state_dict: dict[str, torch.Tensor]) -> OFQDeiT:
     if dtypes:
         model = model.to(dtypes.pop())
     load_into(model, dict(state_dict), f"packed weights of {spec.name}")
-    model.pretrained_cfg = pretrained_cfg(spec)
     return model.eval()
 
 
 def _twin(model: OFQDeiT, packed: bool) -> OFQDeiT:
     """The same architecture in the other form, parameters on meta (for sizes/shapes only)."""
-    from zoo.build import parameters_on_meta
-
     if model.packed == packed:
         return model
     with parameters_on_meta():
@@ -731,3 +728,6 @@ def calibrate_(model: OFQDeiT, images: torch.Tensor) -> OFQDeiT:
             h.remove()
         model.train(was_training)
     return model
+
+
+HOOKS = FamilyHooks(build=build, convert=convert, load_packed=load_packed, info=info)

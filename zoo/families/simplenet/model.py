@@ -9,6 +9,7 @@ import torch
 from timm.layers import ClassifierHead
 from torch import nn
 
+from zoo.families.contract import FamilyHooks
 from zoo.families.simplenet.schema import Arch, Conv
 from zoo.model import ClassifierHeadModel
 
@@ -68,3 +69,6 @@ def convert(spec, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
             key = "head.fc." + key[len("classifier."):]
         out[key] = value
     return out
+
+
+HOOKS = FamilyHooks(build=build, convert=convert)

@@ -19,6 +19,7 @@ from timm.models._efficientnet_builder import decode_arch_def, round_channels
 from timm.models.efficientnet import EfficientNet
 from torch import Tensor, nn
 
+from zoo.families.contract import FamilyHooks
 from zoo.errors import CheckpointError
 from zoo.model import ZooModel
 
@@ -53,3 +54,6 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         raise CheckpointError(f"{spec.name}: checkpoint entries {bad[:5]} are not tensors; pass "
                               "the model's state dict")
     return {k.removeprefix("module."): v for k, v in state_dict.items()}
+
+
+HOOKS = FamilyHooks(build=build, convert=convert)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import Tensor, nn
 
+from zoo.families.contract import FamilyHooks
 from zoo.errors import CheckpointError, InputShapeError, SpecError
 from zoo.model import ZooModel, check_input_size, linear_or_identity
 
@@ -436,3 +437,6 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
                     f"({detail}). The checkpoint is not a faithful SReT checkpoint; nothing was "
                     "converted.")
     return out
+
+
+HOOKS = FamilyHooks(build=build, convert=convert)

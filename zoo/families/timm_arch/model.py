@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from zoo.errors import CheckpointError
+from zoo.families.contract import FamilyHooks
 from zoo.layers import mm_layout
 from zoo.layers.timm_model import PREFIX, TimmModel, create_timm
 
@@ -34,7 +35,7 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     bad = sorted(k for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
     if bad:
         raise CheckpointError(f"{spec.name}: checkpoint entries {bad[:5]} are not tensors; pass "
-                              "the model's state dict (zoo.checkpoint.load_original_checkpoint "
+                              "the model's state dict (zoo.weights.checkpoint.load_original_checkpoint "
                               "unwraps training checkpoints)")
     layout = spec.arch.checkpoint_layout
     if layout != "timm":
@@ -46,3 +47,6 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         raise CheckpointError(f"{spec.name}: keys already start with {PREFIX!r}: this looks like "
                               "a zoo-layout state dict, which needs no conversion")
     return {PREFIX + k.removeprefix("module."): v for k, v in state_dict.items()}
+
+
+HOOKS = FamilyHooks(build=build, convert=convert)

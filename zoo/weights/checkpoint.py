@@ -80,9 +80,13 @@ def load_original_checkpoint(path: str | Path, *, extra_safe_globals: Iterable[A
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{path}: no such checkpoint file" if not path.exists() else
+                              f"{path}: not a regular file (a folder, pipe or device)")
+    not_a_checkpoint = _sniff(path)
+    if not_a_checkpoint:
+        raise CheckpointError(not_a_checkpoint)
     if path.suffix == ".safetensors":
-        from zoo.weights import load_safetensors
+        from zoo.weights.reader import load_safetensors
 
         try:
             tensors, _ = load_safetensors(path, str(path))
@@ -107,14 +111,48 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0][:300] if text.strip() else ""
 
 
+_ADVICE = ("weights_only", "re-running", "re-run", "documentation", "trusted source",
+           "allowlist", "add_safe_globals")
+
+
 def _unsafe_message(path: Path, text: str) -> str:
-    m = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\s+Please use|\n\n|$)", text, re.S)
-    reason = " ".join((m.group(1) if m else _first_line(text)).split())[:300]
+    """What was refused, in zoo's words: the global the pickle asked for (torch's message also
+    suggests loading with ``weights_only=False``, which is exactly what must not be done)."""
+    found = re.search(r"GLOBAL\s+([A-Za-z_][\w.]*)", text)
+    if found:
+        reason = f"it needs the global `{found.group(1)}`, which is not plain data"
+    else:  # another unpickling failure: keep torch's own diagnosis, drop its advice
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()
+                 and not any(a in ln.lower() for a in _ADVICE)]
+        reason = " ".join(" ".join(lines).split())[:300] or "a malformed pickle"
     return (f"{path}: refused to unpickle ({reason}). Only tensors, containers, primitive values "
             f"and zoo's allow-list ({SAFE_GLOBALS_DOC}) may appear in an original checkpoint; "
             "unpickling anything else could run code, so nothing from the file was executed. If "
             "you trust the file and the type is plain data, pass it in extra_safe_globals; "
             "better, ask upstream for a safetensors file.")
+
+
+def _sniff(path: Path) -> str | None:
+    """Why ``path`` is not a checkpoint at all (an HTML page, plain text), or None."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head:
+        return f"{path}: the file is empty, not a checkpoint; download it again"
+    lowered = head.lstrip().lower()
+    if lowered.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or b"<html" in lowered[:512]:
+        drive = b"google" in lowered or b"drive" in lowered
+        return (f"{path}: this is an HTML page, not a checkpoint"
+                + (" (Google Drive's 'can't scan for viruses' warning page?)" if drive else "")
+                + ". The download saved the web page instead of the file: open the link in a "
+                "browser and confirm the download, or use the host's direct-download link")
+    if head.startswith((b"PK\x03\x04", b"\x80")) or path.suffix == ".safetensors":
+        return None  # a zip (torch.save) or a legacy pickle; safetensors has its own checks
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return (f"{path}: this is a text file, not a checkpoint (it starts with "
+            f"{head[:60].decode('utf-8', 'replace')!r}); download the checkpoint file itself")
 
 
 def _is_state_dict(obj: Any) -> bool:

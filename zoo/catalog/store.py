@@ -1,4 +1,4 @@
-"""The catalog: every model spec zoo knows, from YAML files, entry points and user registrations.
+"""The catalog's store: spec documents read into entries, ``extends`` resolved, specs validated.
 
 A spec file is a mapping::
 
@@ -10,38 +10,29 @@ A spec file is a mapping::
       simplenetv1_5m_m2: {extends: simplenetv1_5m_m1, arch: {mode: 2}}
 
 ``extends`` names another model (in any file) whose resolved fields are the starting point;
-sections merge field by field, a field's value replaces the base's whole.  Raw entries are read once; each spec is
-validated on first use (listing needs no validation, and never imports torch).
+sections merge field by field, a field's value replaces the base's whole.  Raw entries are read
+once; each spec is validated on first use (listing needs no validation, and never imports torch).
 """
 from __future__ import annotations
 
 import fnmatch
 import threading
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from zoo import yamlio
+from zoo.catalog.schema import validate_spec
 from zoo.errors import SpecError, UnknownModelError
-
-if TYPE_CHECKING:
-    from zoo.spec import SpecBase
+from zoo.spec import LOOKUP, SpecBase
 
 _FILE_KEYS = {"defaults", "models"}
 
 
-def data_dir(kind: str) -> Path:
-    """Folder of the shipped ``specs`` or ``registry`` files (wheel layout, then source tree)."""
-    here = Path(__file__).resolve().parent
-    for cand in (here / "_data" / kind, here.parent / kind):
-        if cand.is_dir():
-            return cand
-    raise FileNotFoundError(f"zoo's {kind}/ folder is missing: reinstall zoo")
-
-
 @dataclass
-class _Entry:
+class Entry:
+    """One model as written in a spec file (before ``defaults``/``extends`` are applied)."""
+
     name: str
     raw: dict[str, Any]
     defaults: dict[str, Any]
@@ -50,9 +41,9 @@ class _Entry:
 
 @dataclass
 class Catalog:
-    entries: dict[str, _Entry] = field(default_factory=dict)
+    entries: dict[str, Entry] = field(default_factory=dict)
     _resolved: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _specs: dict[str, Any] = field(default_factory=dict)
+    _specs: dict[str, SpecBase] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     # -- reading -----------------------------------------------------------------------------
@@ -65,7 +56,7 @@ class Catalog:
                             "(and optionally `defaults:`)", source=source)
         unknown = set(doc) - _FILE_KEYS
         if unknown:
-            raise SpecError(f"unknown top-level key(s) {sorted(unknown)}; allowed: "
+            raise SpecError(f"unknown top-level key(s) {sorted(map(str, unknown))}; allowed: "
                             f"{sorted(_FILE_KEYS)}", source=source)
         defaults, models = doc.get("defaults") or {}, doc["models"]
         if not isinstance(defaults, dict) or not isinstance(models, dict) or not models:
@@ -86,10 +77,9 @@ class Catalog:
                 if name in self.entries and not replace:
                     raise SpecError(f"model {name!r} is already defined in "
                                     f"{self.entries[name].source}", source=source, model=name)
-                self.entries[name] = _Entry(name, raw, defaults, source)
+                self.entries[name] = Entry(name, raw, defaults, source)
                 added.append(name)
-            self._resolved.clear()
-            self._specs.clear()
+            self._forget()
         return added
 
     def add_file(self, path: Path, *, replace: bool = False) -> list[str]:
@@ -98,6 +88,17 @@ class Catalog:
         except yamlio.YamlDataError as e:
             raise SpecError(str(e), source=str(path)) from None
         return self.add_document(doc, str(path), replace=replace)
+
+    def remove(self, names: list[str]) -> None:
+        """Drop entries (a registration that failed validation leaves no trace)."""
+        with self._lock:
+            for name in names:
+                self.entries.pop(name, None)
+            self._forget()
+
+    def _forget(self) -> None:
+        self._resolved.clear()
+        self._specs.clear()
 
     # -- resolving ---------------------------------------------------------------------------
     def resolve(self, name: str, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -130,13 +131,13 @@ class Catalog:
             self._resolved[name] = merged
             return merged
 
-    def spec(self, name: str):
+    def spec(self, name: str) -> SpecBase:
+        """The validated spec of ``name`` (validated once, on first use)."""
         with self._lock:
             if name not in self._specs:
-                from zoo.spec import validate_spec
-
                 raw = self.resolve(name)
-                self._specs[name] = validate_spec(raw, source=self.entries[name].source)
+                self._specs[name] = validate_spec(raw, source=self.entries[name].source,
+                                                  context={LOOKUP: self.spec})
             return self._specs[name]
 
     def family_of(self, name: str) -> str | None:
@@ -152,91 +153,3 @@ class Catalog:
                 continue
             out.append(name)
         return out
-
-
-def split_name(name: str) -> tuple[str, str | None]:
-    """``"sret_s.in1k_dist"`` -> ``("sret_s", "in1k_dist")``."""
-    model, _, tag = name.partition(".")
-    return model, (tag or None)
-
-
-def get_spec(name: str) -> "SpecBase":
-    """The validated spec of a model (a tag suffix is ignored)."""
-    return catalog().spec(split_name(name)[0])
-
-
-def list_models(pattern: str = "*", *, family: str | None = None,
-                pretrained: bool = False) -> list[str]:
-    """Model names matching ``pattern`` (fnmatch); with ``pretrained``, the ``name.tag`` of
-    every published weights file instead."""
-    names = catalog().names(pattern if not pretrained else "*", family)
-    if not pretrained:
-        return names
-    import fnmatch
-
-    from zoo.registry import registry
-
-    known = set(names)
-    return [t for t, rec in registry().records.items() if rec.pretrained
-            and t.rsplit(".", 1)[0] in known and (fnmatch.fnmatchcase(t, pattern)
-                                                  or fnmatch.fnmatchcase(t.rsplit(".", 1)[0], pattern))]
-
-
-_catalog: Catalog | None = None
-_catalog_lock = threading.Lock()
-
-
-def _entry_point_dirs() -> list[Path]:
-    from importlib.resources import files
-
-    dirs = []
-    for ep in entry_points(group="zoo.specs"):
-        target = files(ep.value)
-        dirs.append(Path(str(target)))
-    return dirs
-
-
-def catalog() -> Catalog:
-    """The process-wide catalog (built on first use)."""
-    global _catalog
-    if _catalog is None:
-        with _catalog_lock:
-            if _catalog is None:
-                cat = Catalog()
-                for folder in [data_dir("specs"), *_entry_point_dirs()]:
-                    for path in sorted(folder.glob("*.yaml")):
-                        cat.add_file(path)
-                _catalog = cat
-    return _catalog
-
-
-def register_specs(source: str | Path | dict[str, Any], *, replace: bool = False) -> list[str]:
-    """Add user specs: a YAML file, a folder of them, or a dict (a file's content or one spec).
-
-    Every added spec is validated right away; returns the added names.
-    """
-    cat = catalog()
-    if isinstance(source, dict):
-        names = cat.add_document(source, "<dict>", replace=replace)
-    else:
-        path = Path(source)
-        if path.is_dir():
-            names = [n for p in sorted(path.glob("*.yaml")) for n in cat.add_file(p, replace=replace)]
-        elif path.is_file():
-            names = cat.add_file(path, replace=replace)
-        else:
-            raise SpecError(f"no spec file or folder at {path}")
-    try:
-        for name in names:
-            cat.spec(name)
-    except Exception:
-        with cat._lock:  # all or nothing: a registration that fails leaves no trace
-            for name in names:
-                cat.entries.pop(name, None)
-            cat._resolved.clear()
-            cat._specs.clear()
-        raise
-    from zoo import timm_plugin
-
-    timm_plugin.register_new(names)
-    return names

@@ -1,0 +1,90 @@
+"""The core's shape holds: imports only go down the layers (import-linter, counting imports
+inside functions), every family fulfils the contract, shipped files are named after their
+family, and the type checker passes on zoo/.  See docs/architecture.md."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import zoo
+from zoo.catalog import catalog
+from zoo.catalog.discovery import file_family, spec_files
+from zoo.families import FamilyHooks, family_names, get_family
+from zoo.paths import data_dir
+from zoo.registry import registry, registry_files
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name, path=str(Path(sys.executable).parent))
+    if path is None:
+        pytest.fail(f"{name} is not installed (it is in the `test` extra)")
+    return path
+
+
+def test_imports_only_go_down_the_layers() -> None:
+    proc = subprocess.run([_tool("lint-imports"), "--no-cache"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "BROKEN" not in proc.stdout and "0 broken" in proc.stdout
+
+
+def test_the_layer_check_sees_imports_inside_functions(tmp_path) -> None:
+    """A lower layer importing the build layer inside a function breaks the contract (so the
+    check above can fail)."""
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT / "zoo", tree / "zoo", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tree / "pyproject.toml")
+    with open(tree / "zoo" / "registry.py", "a") as f:
+        f.write("\n\ndef _upward():\n    from zoo.build import create\n    return create\n")
+    proc = subprocess.run([_tool("lint-imports"), "--no-cache"], cwd=tree, capture_output=True,
+                          text=True, timeout=600, env={"PYTHONPATH": str(tree), "PATH": ""})
+    assert proc.returncode != 0
+    assert "zoo.registry -> zoo.build" in proc.stdout
+
+
+@pytest.mark.slow
+def test_type_checker_passes_on_zoo(tmp_path) -> None:
+    proc = subprocess.run([_tool("mypy"), "--cache-dir", str(tmp_path / "cache")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+
+
+@pytest.mark.parametrize("family", family_names())
+def test_every_family_fulfils_the_contract(family: str) -> None:
+    fam = get_family(family)
+    assert isinstance(fam.hooks, FamilyHooks)
+    assert "torch" not in (fam.arch.__module__ or "")
+    names = zoo.list_models(family=family)
+    assert names, f"family {family} has no spec"
+    model = fam.build(zoo.get_spec(names[0]))
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_shipped_files_are_named_after_their_family() -> None:
+    root = data_dir("specs")
+    for name, entry in catalog().entries.items():
+        path = Path(entry.source)
+        if path.is_relative_to(root):
+            assert catalog().family_of(name) == file_family(path, root), (name, path)
+    assert {file_family(p, root) for p in spec_files(root)} <= set(family_names())
+    reg_root = data_dir("registry")
+    assert set(registry().sources.values()) == set(registry_files(reg_root))
+    for tag, path in registry().sources.items():
+        model = tag.rsplit(".", 1)[0]
+        assert catalog().family_of(model) == file_family(path, reg_root), (tag, path)
+
+
+def test_zoo_check_reports_a_misplaced_file(tmp_path, monkeypatch, capsys) -> None:
+    """`zoo check` names a spec that sits in another family's file."""
+    from zoo.cli import main
+
+    entry = next(iter(catalog().entries.values()))
+    monkeypatch.setattr(entry, "source", str(data_dir("specs") / "not_its_family.yaml"))
+    assert main(["check"]) == 1
+    assert entry.name in capsys.readouterr().err

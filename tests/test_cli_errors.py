@@ -1,0 +1,162 @@
+"""Every ``zoo`` command given bad arguments: exit 2, exactly one ``zoo: error:`` line that says
+what to do, no traceback -- unless ``--debug`` (before the command), which re-raises."""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zoo.cli import build_parser, main
+from zoo.errors import ZooError
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = "simplenetv1_small_m1_05"
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
+    """(argv prefix, parser) of every leaf command, nested ones (``design deepmad``) included."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield prefix, parser
+        return
+    for name, sub in subs[0].choices.items():
+        yield from _commands(sub, (*prefix, name))
+
+
+COMMANDS = sorted(_commands(build_parser()), key=lambda c: c[0])
+
+
+def _one_error(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("zoo: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv", [c[0] for c in COMMANDS], ids=" ".join)
+def test_unknown_option(argv, capsys) -> None:
+    assert main([*argv, "--no-such-option"]) == 2
+    line = _one_error(capsys)
+    # argparse names the missing required arguments first, else the unknown option
+    assert ("--no-such-option" in line or "required" in line) and "--help" in line
+
+
+@pytest.mark.parametrize("argv", [c[0] for c in COMMANDS
+                                  if any(a.required for a in c[1]._actions)], ids=" ".join)
+def test_missing_required_argument(argv, capsys) -> None:
+    assert main(list(argv)) == 2
+    line = _one_error(capsys)
+    assert "required" in line and "--help" in line
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["lst"], "did you mean list"),
+    (["list", "--family", "simplnet"], "did you mean: simplenet"),
+    (["info", "sret_ss"], "did you mean: sret_s"),
+    (["info", SMALL, "--specs", "/no/such.yaml"], "no spec file"),
+    (["demo", SMALL, "--image", "/no/such.png"], "no such file"),
+    (["demo", SMALL, "--image", __file__], "not an image"),
+    (["convert", SMALL, "/no/such.pth", "--out", "x"], "no checkpoint file"),
+    (["convert", SMALL, __file__, "--out", __file__], "existing file"),
+    (["convert", SMALL, __file__, "--out", "out"], "text file, not a checkpoint"),
+    (["push", "/no/such/dir", "org/repo"], "not a save_pretrained folder"),
+    (["push", str(ROOT), "../repo"], "not a save_pretrained folder"),
+    (["verify"], "--all"),
+    (["verify", "sret_s.nosuchtag"], "unknown weights tag"),
+    (["download", "sret_ss"], "did you mean"),
+    (["eval", SMALL, "--data", "/no/such/dir"], "no such data folder"),
+    (["eval", SMALL, "--data", ".", "--batch-size", "0"], "positive integer"),
+    (["eval", SMALL, "--data", ".", "--label-map", "/no/such.json"], "no such file"),
+    (["bench", SMALL, "--batch-size", "0"], "positive integer"),
+    (["bench", SMALL, "--runs", "-1"], "positive integer"),
+    (["bench", SMALL, "--warmup", "x"], "integer"),
+    (["bench", SMALL, "--device", "cuda:7"], "device"),
+    (["bench", SMALL, "--device", "nonsense"], "device"),
+    (["calibrate", "bignas_attentivenas_a0", "--data", "/no/such/dir", "--out", "o"],
+     "no weights"),
+    (["calibrate", SMALL, "--data", ".", "--out", "o"], "nothing to calibrate"),
+    (["calibrate", "bignas_attentivenas_a0", "--data", "."], "give --out"),
+    (["schema", "--entry", "extra"], "unrecognized"),
+    (["design", "deepmad", "--macs", "1e9", "--params", "5e6", "--stages", "0"],
+     "positive integer"),
+    (["design", "deepmad", "--macs", "lots", "--params", "5e6"], "invalid float"),
+])
+def test_bad_values_say_what_is_wrong(argv, expected, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    line = _one_error(capsys)
+    assert expected.lower() in line.lower(), line
+
+
+def test_bench_without_cuda_says_so(capsys) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["bench", SMALL, "--device", "cuda"]) == 2
+    assert "CUDA is not available" in _one_error(capsys)
+
+
+def test_debug_shows_the_traceback(capsys) -> None:
+    with pytest.raises(ZooError):
+        main(["--debug", "info", "sret_ss"])
+    with pytest.raises(ZooError):
+        main(["--debug", "lst"])
+
+
+def test_eval_decompression_bomb_is_a_zoo_error(tmp_path, capsys) -> None:
+    """An image whose header claims a gigantic size: refused (and skipped with --skip-bad)."""
+    from PIL import Image
+
+    folder = tmp_path / "data" / "n01440764"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(folder / "good.png")
+    bomb = folder / "bomb.png"
+    Image.new("1", (20000, 20000)).save(bomb)  # 400 Mpx: over Pillow's 2x bomb limit
+    argv = ["eval", SMALL, "--data", str(tmp_path / "data"), "--workers", "0", "--no-progress"]
+    assert main(argv) == 2
+    assert "bomb.png" in _one_error(capsys)
+    with pytest.warns(UserWarning, match="bomb.png"):
+        assert main([*argv, "--skip-bad"]) == 0
+
+
+def test_eval_warns_about_random_weights_and_unmapped_folders(tmp_path) -> None:
+    from PIL import Image
+
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        Image.new("RGB", (32, 32)).save(tmp_path / cls / "a.png")
+    with pytest.warns(UserWarning) as record:
+        assert main(["eval", SMALL, "--data", str(tmp_path), "--workers", "0",
+                     "--no-progress"]) == 0
+    text = " ".join(str(w.message) for w in record)
+    assert "randomly initialized" in text and "--label-map" in text
+
+
+def test_design_without_scipy_names_the_extra(tmp_path) -> None:
+    """`zoo design deepmad` where scipy cannot be imported: one line naming `zoo[design]`."""
+    blocker = tmp_path / "scipy"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('blocked for the test')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT)])}
+    code = ("import importlib.util, sys; real = importlib.util.find_spec; "
+            "importlib.util.find_spec = lambda n, *a: None if n == 'scipy' else real(n, *a); "
+            "from zoo.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, "design", "deepmad", "--macs", "1e9",
+                           "--params", "5e6"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert "zoo[design]" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_readme_lists_every_command_and_debug() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for argv, _ in COMMANDS:
+        assert f"zoo {' '.join(argv)}" in readme, argv
+    assert "--debug" in readme
+    assert "zoo[design]" in readme or ".[design]" in readme

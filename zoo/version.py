@@ -1,0 +1,2 @@
+"""zoo's version (read by the build backend too)."""
+__version__ = "0.1.0"
