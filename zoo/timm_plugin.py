@@ -35,24 +35,58 @@ def _host_module() -> types.ModuleType:
     return mod
 
 
+def _requested(name: str, pretrained_cfg: Any, overlay: Any) -> tuple[str | None, str | None]:
+    """(weights tag, weights reference) that a ``timm.create_model`` call asks for, read as
+    timm's own entry points read it (``timm.models._builder.resolve_pretrained_cfg`` and
+    ``_resolve_pretrained_source``): a str ``pretrained_cfg`` is a tag (timm passes the tag of
+    ``"name.tag"`` this way); a dict or ``PretrainedCfg`` is the cfg itself, its ``tag`` naming
+    zoo's registry weights; ``pretrained_cfg_overlay`` replaces keys of either.  Where the cfg
+    names other weights than the tag's registry record -- a ``file``, another ``hf_hub_id``, or
+    ``source='hf-hub'`` -- those are loaded, as timm would; the reference is None otherwise."""
+    from zoo.errors import WeightsError
+    from zoo.registry import default_tag, registry
+    from zoo.weights.folder import WEIGHTS_NAME
+
+    tag: str | None = None
+    cfg: dict[str, Any] = {}
+    if isinstance(pretrained_cfg, str):
+        tag = pretrained_cfg or None
+    elif pretrained_cfg is not None:
+        cfg = dict(pretrained_cfg) if isinstance(pretrained_cfg, dict) else pretrained_cfg.to_dict()
+        tag = cfg.get("tag") or None
+    cfg.update(overlay or {})
+    if cfg.get("state_dict") is not None:
+        raise WeightsError(f"{name}: a state_dict inside pretrained_cfg is not loaded by zoo; "
+                           "build the model, then call model.load_state_dict(state_dict)")
+    hub_id, filename, source = cfg.get("hf_hub_id"), cfg.get("hf_hub_filename"), cfg.get("source")
+    if source == "hf-hub" and hub_id:
+        return tag, f"hf-hub:{hub_id}"
+    if cfg.get("file"):  # timm: a file beats the Hub unless the source is hf-hub
+        return tag, str(cfg["file"])
+    if hub_id:
+        full = f"{name}.{tag}" if tag else default_tag(name)
+        record = registry().records.get(full) if full else None
+        if (record is not None and record.hub is not None and record.hub.repo_id == hub_id
+                and filename in (None, record.hub.filename)):
+            return tag, None  # the tag's own record: its pinned, verified file
+        if filename not in (None, WEIGHTS_NAME):
+            raise WeightsError(f"{name}: pretrained_cfg names {hub_id}/{filename}, which is not "
+                               f"a weights record of zoo's registry; zoo loads other Hub repos "
+                               f"only from their {WEIGHTS_NAME} (weights='hf-hub:{hub_id}')")
+        return tag, f"hf-hub:{hub_id}"
+    if cfg.get("url"):
+        raise WeightsError(f"{name}: pretrained_cfg names the URL {cfg['url']}; zoo downloads "
+                           "weights only from the Hub (hf_hub_id) or its registry tags")
+    return tag, None
+
+
 def _entrypoint(name: str):
     def fn(pretrained: bool = False, pretrained_cfg: Any = None, pretrained_cfg_overlay: Any = None,
            cache_dir: Any = None, **kwargs: Any):
         from zoo.build import create
 
         kwargs.pop("pretrained_model_args", None)
-        weights = tag = None
-        cfg = pretrained_cfg
-        if cfg is not None and not isinstance(cfg, str):
-            cfg = cfg if isinstance(cfg, dict) else cfg.to_dict()
-            if cfg.get("source") == "hf-hub" and cfg.get("hf_hub_id"):
-                weights = f"hf-hub:{cfg['hf_hub_id']}"
-            elif cfg.get("source") == "local-dir" and cfg.get("file"):
-                weights = cfg["file"]
-            else:
-                tag = cfg.get("tag") or None
-        elif isinstance(cfg, str):
-            tag = cfg
+        tag, weights = _requested(name, pretrained_cfg, pretrained_cfg_overlay)
         if not pretrained:
             weights = None
         full = f"{name}.{tag}" if tag else name
