@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from zoo.catalog import get_spec
 from zoo.errors import WeightsError
 from zoo.weights.card import model_card
-from zoo.weights.folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from zoo.weights.folder import CARD_NAME, CONFIG_NAME, SPEC_SCHEMA, WEIGHTS_NAME
 
 if TYPE_CHECKING:
     from torch import nn
@@ -58,7 +58,8 @@ def save_pretrained(model: nn.Module, directory: str | Path, *, tag: str | None 
               "num_features": getattr(model, "num_features", None),
               "pretrained_cfg": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()
                                  if k != "architecture"},
-              "zoo": {"spec": spec.model_dump(mode="json"), "layout": layout, "tag": tag}}
+              "zoo": {"spec": spec.model_dump(mode="json"), "spec_schema": SPEC_SCHEMA,
+                      "layout": layout, "tag": tag}}
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise WeightsError(f"{directory} is an existing file; save_pretrained writes a folder "
