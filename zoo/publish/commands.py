@@ -152,11 +152,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         return 0
     fetched = fetch_tag(full, from_dir=args.from_dir, progress=True)
     src = fetched.source
-    print(f"{full}: original {src.how}; {src.size:,} bytes, sha256 {src.sha256}")
+    print(f"{full}: original checkpoint via {src.how}; {src.size:,} bytes, sha256 {src.sha256}")
     print(f"  sha256 {src.pin_note()}")
     print(f"  converted in a separate process (weights_only loading): {fetched.report}")
     print(f"  -> {fetched.path}")
-    print(f"zoo.create({model!r}, pretrained=True) now loads it, offline too.")
+    print(f"zoo.create({full!r}, pretrained=True) now loads it, offline too.")
     return 0
 
 

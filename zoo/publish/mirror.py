@@ -48,8 +48,8 @@ from zoo.weights.hub import network_errors
 from zoo.weights.refs import check_repo_id
 from zoo.weights.sources import plan_source
 
-KIND_WORDS = {"gdrive": "Google Drive", "github": "GitHub release", "zenodo": "Zenodo",
-              "dropbox": "Dropbox", "hub": "Hub file", "direct": "https"}
+KIND_WORDS = {"gdrive": "google-drive", "github": "github-release", "zenodo": "zenodo",
+              "dropbox": "dropbox", "hub": "hf-hub-file", "direct": "https"}
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,10 @@ def make_plan(org: str, patterns: str | Sequence[str] = "*", *,
         repo = repo_for(org, tag)
         if rec.hub is not None:
             if rec.hub.repo_id == repo:
-                steps.append(Step(tag, "Hub record", "verify", repo,
+                steps.append(Step(tag, "hub-record", "verify", repo,
                                   f"mirrored at {rec.hub.revision[:12]}: download and re-hash"))
             else:
-                steps.append(Step(tag, "Hub record", "skip", rec.hub.repo_id,
+                steps.append(Step(tag, "hub-record", "skip", rec.hub.repo_id,
                                   f"has a Hub file already ({rec.hub.repo_id})"))
             continue
         plan = plan_source(rec.source.url)
@@ -271,8 +271,8 @@ def new_record(tag: str, repo_id: str, commit: str, sha256: str, size: int,
     src = doc["source"]
     if not src.get("sha256"):
         today = dt.date.today().isoformat()
-        measured = (f"sha256 and size of the original as downloaded by zoo mirror on {today} "
-                    f"({source.how}); the publisher pins no hash")
+        measured = (f"sha256 and size: of the file zoo mirror got on {today} ({source.via}); "
+                    "the publisher pins no hash")
         src["note"] = f"{src['note']}; {measured}" if src.get("note") else measured
     src["sha256"], src["size"] = source.sha256, source.size
     src["converter"] = f"zoo mirror (zoo {__version__}) via {current.source.converter}"

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -47,7 +46,6 @@ from zoo.weights.sources import SourcePlan, plan_source, release_hash_prefix, sa
 if TYPE_CHECKING:
     from zoo.registry import WeightsRecord
 
-log = logging.getLogger("zoo")
 ALLOW_ENV = "ZOO_ALLOW_SOURCE_FETCH"
 _TRUE = ("1", "true", "yes", "on")
 
@@ -67,14 +65,20 @@ class SourceFile:
 
     ``pinned``: what the registry pins (a full sha256 or a file-name prefix; None: nothing, so
     the hash is what was seen); ``origin``: where the bytes came from (the final URL, a Hub
-    commit, a --from-dir file); ``how``: in words."""
+    commit, a --from-dir file); ``via``: the host or folder, in words; ``cached``: taken from
+    zoo's source cache (downloaded before)."""
 
     path: Path
     sha256: str
     size: int
     pinned: str | None
     origin: str
-    how: str
+    via: str
+    cached: bool = False
+
+    @property
+    def how(self) -> str:
+        return f"from zoo's source cache ({self.via})" if self.cached else self.via
 
     def pin_note(self) -> str:
         if self.pinned is None:
@@ -176,7 +180,7 @@ def get_source(tag: str, *, from_dir: str | Path | None = None,
             sha = sha256_file(given)
             _check_pin(tag, record, sha, given)
             return SourceFile(given, sha, given.stat().st_size, pinned, f"file {given}",
-                              f"from --from-dir ({given.name})")
+                              f"--from-dir ({given.name})")
     if not plan.downloadable:
         hint = f" (not found in --from-dir {from_dir})" if from_dir is not None else ""
         raise SourceDownloadError(
@@ -206,11 +210,12 @@ def get_source(tag: str, *, from_dir: str | Path | None = None,
                 downloaded.path.unlink(missing_ok=True)
                 raise
             cached = _store(downloaded, url)
-            how = f"downloaded: {downloaded.how}"
+            hit = False
         else:
-            how = f"from zoo's source cache ({cached[1].get('how', 'downloaded')})"
+            hit = True
     blob, doc = cached
-    return SourceFile(blob, doc["sha256"], doc["size"], pinned, str(doc.get("origin", url)), how)
+    return SourceFile(blob, doc["sha256"], doc["size"], pinned, str(doc.get("origin", url)),
+                      str(doc.get("how", "downloaded")), cached=hit)
 
 
 def convert_in_subprocess(tag: str, checkpoint: Path, out: Path, *,
@@ -232,7 +237,8 @@ def convert_in_subprocess(tag: str, checkpoint: Path, out: Path, *,
         detail = lines[-1].removeprefix("zoo: error: ") if lines else f"exit status {proc.returncode}"
         raise CheckpointError(f"{tag}: converting {checkpoint.name} failed: {detail}")
     lines = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()]
-    return lines[0] if lines else "converted"
+    report = lines[-1].split(" written to ")[0] if lines else tag
+    return f"{report}; strict load and forward pass checked"
 
 
 def check_folder(folder: Path, tag: str) -> str:
@@ -288,7 +294,4 @@ def fetch_tag(tag: str, *, from_dir: str | Path | None = None, progress: bool = 
                                        "source_origin": source.origin,
                                        "source_pinned": source.pinned is not None,
                                        "converter": f"zoo fetch (zoo {__version__})"})
-    if source.pinned is None:
-        log.warning("%s: the registry pins no sha256 for its original; zoo recorded the one it "
-                    "downloaded (%s) in %s", tag, source.sha256, folder)
     return Fetched(tag, folder / WEIGHTS_NAME, source, report)

@@ -3,6 +3,7 @@ converted original), ``hf-hub:org/repo[@rev]``, a local folder or ``.safetensors
 downloaded where needed and verified, as a :class:`WeightsSource`."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,8 @@ from zoo.weights.hub import hub_download
 from zoo.weights.reader import load_safetensors
 from zoo.weights.refs import is_hub_reference, parse_hub_reference
 from zoo.weights.sources import plan_source
+
+log = logging.getLogger("zoo")
 
 if TYPE_CHECKING:
     import torch
@@ -82,7 +85,10 @@ def resolve_tag(spec: SpecBase, tag: str | None) -> WeightsSource:
     if record.hub is None:
         local = converted_path(full)
         if not local.exists() and source_fetch_allowed():
-            fetch_tag(full)  # ZOO_ALLOW_SOURCE_FETCH=1: download, convert apart, install
+            fetched = fetch_tag(full)  # ZOO_ALLOW_SOURCE_FETCH=1: download, convert apart
+            log.warning("%s: fetched its original (%s) and converted it into zoo's cache; its "
+                        "sha256 %s %s", full, fetched.source.how, fetched.source.sha256,
+                        fetched.source.pin_note())
         if local.exists():
             what = f"{full} (converted locally)"
             stamp = read_conversion_record(full)
