@@ -206,7 +206,7 @@ def test_mirror_end_to_end(hub, sources, registry_copy, tmp_path, capsys) -> Non
 
 @pytest.mark.slow
 def test_mirror_cut_off_before_the_registry_write_does_not_push_twice(
-        hub, sources, registry_copy, monkeypatch, capsys) -> None:
+        hub, sources, registry_copy, capsys) -> None:
     tag = "meal_v2_mobilenetv3_small_075.in1k"
     publish_original(tag, sources, hub)
     import zoo.publish.mirror as M
@@ -214,13 +214,12 @@ def test_mirror_cut_off_before_the_registry_write_does_not_push_twice(
     def cut(*args, **kwargs):
         raise RegistryError("the disk is full")
 
-    monkeypatch.setattr(M, "update_file", cut)
-    assert main(["mirror", "--org", ORG, tag]) == 1
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(M, "update_file", cut)
+        assert main(["mirror", "--org", ORG, tag]) == 1
     assert "the disk is full" in capsys.readouterr().out
     assert registry().get(tag).hub is None  # no record without the write
     head = hub.head(f"{ORG}/{tag}")
-    monkeypatch.undo()
-    monkeypatch.setenv("ZOO_REGISTRY_DIR", str(registry_copy))  # undo() dropped the fixture's env
     hub.reset_log()
     assert main(["mirror", "--org", ORG, tag]) == 0
     assert "already on the Hub" in capsys.readouterr().out

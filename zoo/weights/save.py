@@ -17,6 +17,24 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+def canonical_header(path: Path) -> None:
+    """Rewrite a safetensors header with its keys sorted (same length: same pairs, compact
+    JSON), so that the same tensors always give the same bytes: safetensors writes its metadata
+    map in a per-process random order, and a conversion's sha256 should not depend on it."""
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        raw = f.read(n)
+        header = json.loads(raw)
+        text = json.dumps({k: (dict(sorted(v.items())) if k == "__metadata__" else v)
+                           for k, v in sorted(header.items())}, separators=(",", ":")).encode()
+        if len(text) > n:  # never: the same pairs, compact; keep the file as written
+            return
+        text += b" " * (n - len(text))
+        if text != raw:
+            f.seek(8)
+            f.write(text)
+
+
 def save_pretrained(model: nn.Module, directory: str | Path, *, tag: str | None = None,
                     metrics: dict[str, Any] | None = None, packed: bool = False) -> Path:
     """Write ``model.safetensors`` + timm-style ``config.json`` + a model card ``README.md``.
@@ -69,6 +87,7 @@ def save_pretrained(model: nn.Module, directory: str | Path, *, tag: str | None 
     try:
         save_file(tensors, str(tmp / WEIGHTS_NAME),
                   metadata={"format": "pt", "zoo_architecture": name, "zoo_layout": layout})
+        canonical_header(tmp / WEIGHTS_NAME)
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=str))
         (tmp / CARD_NAME).write_text(model_card(name, cfg, spec, metrics, cfg.get("license")))
         for item in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME):
