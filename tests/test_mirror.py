@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -256,3 +257,23 @@ def test_fetch_end_to_end(hub, sources, registry_copy, tmp_path, capsys) -> None
                           ZOO_SOURCE_REWRITE=os.environ["ZOO_SOURCE_REWRITE"])
     assert_same(fresh[first], reference_outputs(first, originals[first], tmp_path))
     assert (Path(cache) / "converted" / first / "conversion.json").is_file()
+
+
+# -- the command line's errors -----------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    (["fetch", "sret_ss.in1k"], "Did you mean: sret_s"),
+    (["fetch", "sret_t.nosuchtag"], "unknown weights tag"),
+    (["fetch", "ofq_deit_tiny_w2a2.in1k"], "no direct download .*--from-dir"),
+    (["fetch", "ofq_deit_tiny_w2a2.in1k", "--from-dir", "/no/such/dir"], "no such folder"),
+    (["mirror", "--org", "bad org", "--dry-run"], "invalid Hub organization"),
+    (["mirror", "--org", ORG, "--jobs", "0"], "--jobs"),
+    (["convert", "sret_t.in1k", __file__, "--check"], "--check needs --out"),
+])
+def test_command_line_errors(argv, message, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo: error:") and "Traceback" not in err
+    assert re.search(message, err), err
+    assert list(tmp_path.iterdir()) == []  # nothing downloaded or cached

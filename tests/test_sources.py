@@ -120,6 +120,14 @@ def test_each_host_yields_the_exact_bytes(sources, tmp_path, url, options) -> No
         assert sources.count(path_contains="/download") + sources.count(path_contains="/uc") >= 2
 
 
+def test_a_served_file_name_cannot_leave_the_folder(sources, tmp_path) -> None:
+    url = HOSTED[4][0]
+    sources.add(url, _blob(), filename="../../etc/x y.pth")
+    got = http_download(plan_source(url), tmp_path / "dl", fmt="pickle", what="t")
+    assert got.filename == "x_y.pth" and got.path.parent == tmp_path / "dl"
+    assert [p.name for p in tmp_path.iterdir()] == ["dl"]
+
+
 def test_drive_quota_page_is_named(sources, tmp_path) -> None:
     url = HOSTED[0][0]
     sources.add(url, _blob(), drive_confirm=True)
@@ -288,6 +296,21 @@ def test_manual_hosts_take_a_file_from_dir(sources, registry_copy, tmp_path) -> 
     (tmp_path / f"{tag}.pt").write_bytes(b"x")
     with pytest.raises(WeightsError, match="several files"):
         get_source(tag, from_dir=tmp_path)
+
+
+def test_the_parent_checks_what_the_conversion_wrote(tmp_path) -> None:
+    import zoo
+    from zoo.errors import CorruptWeightsError
+    from zoo.weights.fetch import check_folder
+
+    name = "simplenetv1_small_m1_05"
+    folder = zoo.save_pretrained(zoo.create(name), tmp_path / "out", tag="in1k")
+    assert check_folder(folder, f"{name}.in1k") == hashlib.sha256(
+        (folder / "model.safetensors").read_bytes()).hexdigest()
+    with pytest.raises(CorruptWeightsError, match=f"not {name}.other"):
+        check_folder(folder, f"{name}.other")
+    with pytest.raises(CorruptWeightsError, match="not simplenetv1_small_m2_05.in1k"):
+        check_folder(folder, "simplenetv1_small_m2_05.in1k")
 
 
 def test_a_cached_source_is_re_verified(sources, registry_copy) -> None:

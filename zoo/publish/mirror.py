@@ -131,7 +131,7 @@ def _prefix(rec: WeightsRecord) -> bool:
     return release_hash_prefix(rec.source.url) is not None
 
 
-def format_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+def format_table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(header)]
     widths[-1] = len(header[-1])  # the last column runs free

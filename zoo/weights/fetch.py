@@ -164,6 +164,19 @@ def _store(downloaded: Downloaded, url: str) -> tuple[Path, dict[str, Any]]:
     return blob, doc
 
 
+def _given_or_reachable(tag: str, plan: SourcePlan, from_dir: str | Path | None) -> Path | None:
+    """The ``--from-dir`` file for ``tag``, else None if the source can be downloaded; an error
+    for a host without a direct download (before anything is written)."""
+    given = find_in_dir(Path(from_dir), tag, plan) if from_dir is not None else None
+    if given is None and not plan.downloadable:
+        hint = f" (not found in --from-dir {from_dir})" if from_dir is not None else ""
+        raise SourceDownloadError(
+            f"{tag}: {plan.url} has no direct download ({plan.reason}){hint}. Download it by "
+            f"hand, save it as <folder>/{manual_name_hint(tag, plan)}, then pass --from-dir "
+            "<folder>")
+    return given
+
+
 def get_source(tag: str, *, from_dir: str | Path | None = None,
                progress: bool = False) -> SourceFile:
     """The original checkpoint of a registry tag as a local file, hashed and checked against
@@ -174,19 +187,12 @@ def get_source(tag: str, *, from_dir: str | Path | None = None,
     plan = plan_source(record.source.url)
     what = f"{tag} original"
     pinned = expected_hash(record)
-    if from_dir is not None:
-        given = find_in_dir(Path(from_dir), tag, plan)
-        if given is not None:
-            sha = sha256_file(given)
-            _check_pin(tag, record, sha, given)
-            return SourceFile(given, sha, given.stat().st_size, pinned, f"file {given}",
-                              f"--from-dir ({given.name})")
-    if not plan.downloadable:
-        hint = f" (not found in --from-dir {from_dir})" if from_dir is not None else ""
-        raise SourceDownloadError(
-            f"{tag}: {record.source.url} has no direct download ({plan.reason}){hint}. Download "
-            f"it by hand, save it as <folder>/{manual_name_hint(tag, plan)}, then pass "
-            "--from-dir <folder>")
+    given = _given_or_reachable(tag, plan, from_dir)
+    if given is not None:
+        sha = sha256_file(given)
+        _check_pin(tag, record, sha, given)
+        return SourceFile(given, sha, given.stat().st_size, pinned, f"file {given}",
+                          f"--from-dir ({given.name})")
     url = record.source.url
     locks = sources_dir() / ".locks"
     locks.mkdir(parents=True, exist_ok=True)
@@ -277,6 +283,7 @@ def fetch_tag(tag: str, *, from_dir: str | Path | None = None, progress: bool = 
     if record.hub is not None:
         raise WeightsError(f"{tag} has a Hub file ({record.hub.repo_id}); `zoo download {tag}` "
                            "fetches it, nothing needs converting")
+    _given_or_reachable(tag, plan_source(record.source.url), from_dir)  # fail before writing
     lock_dir = converted_path(tag).parent.parent
     lock_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_dir / f".{tag}.lock")):

@@ -91,7 +91,7 @@ def plan_source(url: str) -> SourcePlan:
     query = parse_qs(parts.query)
     if host in ("drive.google.com", "docs.google.com"):
         m = re.match(r"^/file/d/([^/]+)", parts.path)
-        file_id = m.group(1) if m else (query.get("id") or [None])[0]
+        file_id = m.group(1) if m else next(iter(query.get("id") or []), None)
         if not file_id or not _DRIVE_ID.match(file_id):
             return SourcePlan("manual", url, reason="a Google Drive link that names no file id "
                               "(a folder?)")
