@@ -36,19 +36,34 @@ def _variant(name: str, **arch) -> dict:
     return raw
 
 
-def _saved(raw: dict, folder: Path, seed: int = 0) -> tuple[torch.nn.Module, Path]:
-    """Register the spec here only long enough to build, save and forget it."""
-    names = zoo.register_specs(raw)
-    try:
-        model = random_eval_model(raw["name"], seed)
-        zoo.save_pretrained(model, folder)
-    finally:
-        catalog().remove(names)
-    return model, folder
+SAVE = """
+import json, sys, torch, zoo
+from tests.util import random_eval_model
+for raw in json.loads(sys.argv[2]):
+    zoo.register_specs(raw)
+    model = random_eval_model(raw["name"])
+    folder = zoo.save_pretrained(model, f"{sys.argv[1]}/{raw['name']}")
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.save({"y": model(x), "sd": model.state_dict()}, folder / "expected.pt")
+"""
+VARIANTS = {"my_simplenet_quarter": {"scale": 0.25}, "my_simplenet_third": {"scale": 0.33}}
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> Path:
+    """Folders saved by another process from specs registered there only: this process's
+    catalog (and timm) never hear of them."""
+    root = tmp_path_factory.mktemp("saved")
+    specs = json.dumps([_variant(name, **arch) for name, arch in VARIANTS.items()])
+    subprocess.run([sys.executable, "-c", SAVE, str(root), specs], cwd=ROOT, check=True,
+                   timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    return root
 
 
 def _serve(hub, repo: str, folder: Path, edit=None) -> str:
-    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    files = {name: (folder / name).read_bytes()
+             for name in ("model.safetensors", "config.json", "README.md")}
     if edit is not None:
         config = json.loads(files["config.json"])
         edit(config)
@@ -76,9 +91,11 @@ torch.save({{"zoo": ya, "timm": yb, "sd": b.state_dict()}}, out)
 
 
 @pytest.mark.slow
-def test_a_variant_in_no_spec_file_builds_from_its_repo_in_a_fresh_process(hub, tmp_path) -> None:
+def test_a_variant_in_no_spec_file_builds_from_its_repo_in_a_fresh_process(hub, saved,
+                                                                          tmp_path) -> None:
     name = "my_simplenet_quarter"
-    model, folder = _saved(_variant(name, scale=0.25), tmp_path / "out")
+    folder = saved / name
+    assert name not in zoo.list_models()
     config = json.loads((folder / "config.json").read_text())
     assert config["zoo"]["spec_schema"] == SPEC_SCHEMA and config["zoo"]["spec"]["name"] == name
     _serve(hub, "user/quarter-net", folder)
@@ -87,37 +104,41 @@ def test_a_variant_in_no_spec_file_builds_from_its_repo_in_a_fresh_process(hub, 
                            str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    got = torch.load(out)
+    got, expected = torch.load(out), torch.load(folder / "expected.pt")
     assert torch.equal(got["zoo"], got["timm"])  # one model, two front doors
-    expected = model.state_dict()
-    assert all(torch.equal(got["sd"][k], v) for k, v in expected.items())
-    with torch.no_grad():
-        torch.testing.assert_close(got["zoo"], model(_x()), rtol=1e-5, atol=1e-5)
+    assert got["sd"].keys() == expected["sd"].keys()
+    assert all(torch.equal(got["sd"][k], v) for k, v in expected["sd"].items())
+    torch.testing.assert_close(got["zoo"], expected["y"], rtol=1e-5, atol=1e-5)
 
 
-def test_zoo_info_of_a_repo(hub, tmp_path, capsys) -> None:
-    name = "my_simplenet_info"
-    _saved(_variant(name, scale=0.25), tmp_path / "out")
-    _serve(hub, "user/info-net", tmp_path / "out")
+def test_zoo_info_of_a_repo(hub, saved, capsys) -> None:
+    name = "my_simplenet_third"
+    _serve(hub, "user/info-net", saved / name)
     assert main(["info", "hf-hub:user/info-net", "--no-measure"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{name}  [simplenet]") and "hf-hub:user/info-net@" in out
     assert main(["info", "hf-hub:user/info-net"]) == 0  # measured: it builds
     assert "params:" in capsys.readouterr().out
     assert main(["info", "hf-hub:user/info-net", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["arch"]["scale"] == 0.25
+    assert json.loads(capsys.readouterr().out)["arch"]["scale"] == 0.33
+    assert name not in zoo.list_models()
 
 
-def test_create_pins_the_snapshot_the_spec_came_from(hub, tmp_path) -> None:
-    model, folder = _saved(_variant("my_simplenet_pinned", scale=0.25), tmp_path / "a")
+def test_create_pins_the_snapshot_the_spec_came_from(hub, saved) -> None:
+    folder = saved / "my_simplenet_quarter"
     first = _serve(hub, "user/moving", folder)
+    _serve(hub, "user/moving", saved / "my_simplenet_third")  # main moves on
     built = zoo.create(f"hf-hub:user/moving@{first}", pretrained=True)
+    expected = torch.load(folder / "expected.pt")
     with torch.no_grad():
-        assert torch.equal(built(_x()), model(_x()))
-    # without pretrained: the architecture only (timm's convention), its own spec
-    bare = zoo.create("hf-hub:user/moving")
-    assert sum(p.numel() for p in bare.parameters()) == sum(p.numel() for p in model.parameters())
-    assert hub.count("GET", "user/moving", "model.safetensors") == 1
+        torch.testing.assert_close(built(_x()), expected["y"], rtol=1e-5, atol=1e-5)
+    # unpinned: the head's spec and the head's weights, together
+    head = zoo.create("hf-hub:user/moving", pretrained=True)
+    assert head.pretrained_cfg["architecture"] == "my_simplenet_third"
+    # without pretrained: the architecture only (timm's convention)
+    bare = zoo.create(f"hf-hub:user/moving@{first}")
+    assert [p.shape for p in bare.parameters()] == [p.shape for p in built.parameters()]
+    assert hub.count("GET", "user/moving", "model.safetensors") == 2
 
 
 def test_a_repo_never_shadows_a_catalog_model(hub, tmp_path) -> None:
@@ -140,14 +161,15 @@ def test_a_repo_never_shadows_a_catalog_model(hub, tmp_path) -> None:
     timm_model = timm.create_model("hf-hub:user/impostor")
     assert timm_model.num_classes == 10
     assert timm.create_model(BASE).num_classes == 1000  # timm's BASE is still the catalog's
-    assert "simplenetv1_small_m1_05__user_impostor" in timm.list_models(module="zoo")
+    assert "simplenetv1_small_m1_05__user_impostor" in timm.list_models(module="zoo_hub")
+    assert "simplenetv1_small_m1_05__user_impostor" not in timm.list_models(module="zoo")
     # a repo with exactly the catalog's spec is simply the catalog model
     same = tmp_path / "same"
     zoo.save_pretrained(model, same)
     _serve(hub, "user/same", same)
-    before = set(timm.list_models(module="zoo"))
+    before = set(timm.list_models())
     loaded = timm.create_model("hf-hub:user/same", pretrained=True)
-    assert set(timm.list_models(module="zoo")) == before
+    assert set(timm.list_models()) == before
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
@@ -164,11 +186,11 @@ def test_a_repo_never_shadows_a_catalog_model(hub, tmp_path) -> None:
     (lambda c: c["zoo"].pop("spec"), WeightsError, "carries no zoo spec"),
     (lambda c: c.update(zoo=None), WeightsError, "carries no zoo spec"),
 ])
-def test_a_hostile_or_foreign_spec_is_refused_before_building(hub, tmp_path, edit, error,
+def test_a_hostile_or_foreign_spec_is_refused_before_building(hub, saved, edit, error,
                                                               message) -> None:
     import timm
 
-    _, folder = _saved(_variant("my_simplenet_hostile", scale=0.25), tmp_path / "out")
+    folder = saved / "my_simplenet_quarter"
     repo = "user/hostile-" + hashlib.sha1(repr(message).encode()).hexdigest()[:8]
     _serve(hub, repo, folder, edit=edit)
     with pytest.raises(error, match=message):

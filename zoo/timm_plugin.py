@@ -12,8 +12,9 @@ config.json carries the spec) builds through ``zoo.create("hf-hub:org/repo@<comm
 would look the config's ``architecture`` up in its registry; zoo wraps timm's config loader
 (:func:`_install_hub_loader`) so that the repo's validated spec gets an entry point: under its
 own name when neither zoo's catalog nor timm has that name, else (a different spec of a catalog
-name, or a timm name) under ``<name>__<org>_<repo>``.  A catalog model with the identical spec
-is simply used.  Repos not written by zoo go to timm's own loader unchanged.
+name, or a timm name) under ``<name>__<org>_<repo>``, in timm's module ``zoo_hub``
+(``timm.list_models(module="zoo")`` stays exactly zoo's catalog).  A catalog model with the
+identical spec is simply used.  Repos not written by zoo go to timm's own loader unchanged.
 """
 from __future__ import annotations
 
@@ -30,19 +31,21 @@ from typing import Any
 
 MODULE = "zoo"                       # timm.list_models(module="zoo")
 _HOST = "zoo._timm_entrypoints.zoo"  # timm keys modules by the last dotted part
+HUB_MODULE = "zoo_hub"               # models of self-describing repos: module="zoo_hub"
+_HUB_HOST = f"zoo._timm_entrypoints.{HUB_MODULE}"
 _lock = threading.RLock()
 _registered: set[str] = set()
 skipped: dict[str, str] = {}         # zoo names not registered, with the reason
 _hub_names: dict[str, dict[str, Any]] = {}  # timm name -> spec of a repo registered under it
 
 
-def _host_module() -> types.ModuleType:
-    mod = sys.modules.get(_HOST)
+def _host_module(host: str = _HOST) -> types.ModuleType:
+    mod = sys.modules.get(host)
     if mod is None:
-        mod = types.ModuleType(_HOST, "timm entry points of zoo models (generated)")
+        mod = types.ModuleType(host, "timm entry points of zoo models (generated)")
         setattr(mod, "default_cfgs", {})
         setattr(mod, "__all__", [])
-        sys.modules[_HOST] = mod
+        sys.modules[host] = mod
     return mod
 
 
@@ -121,7 +124,7 @@ def _hub_entrypoint(name: str, ref: str):
         return create(target, pretrained=pretrained, **kwargs)
 
     fn.__name__ = fn.__qualname__ = name
-    fn.__module__ = _HOST
+    fn.__module__ = _HUB_HOST
     fn.__doc__ = f"zoo model {name} from the self-describing Hub repo {ref}."
     return fn
 
@@ -151,7 +154,7 @@ def _hub_name(hub: Any) -> str:
             cfg = {k: v for k, v in pretrained_cfg(spec).items()
                    if k not in ("architecture", "tag", "paper_name")}
             cfg["hf_hub_id"] = f"{hub.repo_id}@{hub.revision}"
-            host = _host_module()
+            host = _host_module(_HUB_HOST)
             host.default_cfgs[name] = generate_default_cfgs({name: cfg})[name]
             register_model(_hub_entrypoint(name, hub.ref))
             _hub_names[name] = doc
@@ -171,11 +174,21 @@ def _install_hub_loader() -> None:
         return
 
     def load_model_config_from_hf(model_id: str, *args: Any, **kwargs: Any):
-        from zoo.weights.remote import hub_config, hub_model, is_zoo_config
+        from zoo.errors import HubResponseError, WeightsError
+        from zoo.weights.folder import CONFIG_NAME, read_config
+        from zoo.weights.hub import hub_download
+        from zoo.weights.refs import parse_hub_reference
+        from zoo.weights.remote import hub_model, is_zoo_config
 
         ref = f"hf-hub:{model_id}"
-        _, _, config = hub_config(ref)  # bounded, validated; through zoo's checked session
-        if not is_zoo_config(config):
+        repo, rev = parse_hub_reference(ref)
+        try:
+            path = hub_download(repo, CONFIG_NAME, rev, ref)  # through zoo's checked session
+        except HubResponseError:
+            raise  # a hostile server: refused, nothing handed to timm
+        except WeightsError:  # no such repo or file, no network: timm's own errors say so
+            return original(model_id, *args, **kwargs)
+        if not is_zoo_config(read_config(path)):  # bounded and validated first
             return original(model_id, *args, **kwargs)
         hub = hub_model(ref)
         name = _hub_name(hub)

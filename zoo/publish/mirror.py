@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import re
 import shutil
 import tempfile
 import threading
@@ -275,7 +276,8 @@ def new_record(tag: str, repo_id: str, commit: str, sha256: str, size: int,
                     "the publisher pins no hash")
         src["note"] = f"{src['note']}; {measured}" if src.get("note") else measured
     src["sha256"], src["size"] = source.sha256, source.size
-    src["converter"] = f"zoo mirror (zoo {__version__}) via {current.source.converter}"
+    previous = re.sub(r"^zoo mirror \(zoo [^)]*\) via ", "", current.source.converter)
+    src["converter"] = f"zoo mirror (zoo {__version__}) via {previous}"
     try:
         return WeightsRecord.model_validate(doc)
     except Exception as e:  # noqa: BLE001 - pydantic's error, as a registry error

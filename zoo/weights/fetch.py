@@ -41,19 +41,11 @@ from zoo.weights.cache import (converted_path, install_converted, sha256_file, s
                                verify_file)
 from zoo.weights.download import Downloaded, http_download, hub_source_download
 from zoo.weights.folder import CONFIG_NAME, WEIGHTS_NAME, read_config
-from zoo.weights.sources import SourcePlan, plan_source, release_hash_prefix, safe_filename
+from zoo.weights.sources import (ALLOW_ENV, SourcePlan, plan_source, release_hash_prefix,
+                                 safe_filename)
 
 if TYPE_CHECKING:
     from zoo.registry import WeightsRecord
-
-ALLOW_ENV = "ZOO_ALLOW_SOURCE_FETCH"
-_TRUE = ("1", "true", "yes", "on")
-
-
-def source_fetch_allowed() -> bool:
-    """Whether ``pretrained=True`` may fetch and convert originals by itself (opt-in)."""
-    return os.environ.get(ALLOW_ENV, "").strip().lower() in _TRUE
-
 
 def sources_dir() -> Path:
     return zoo_cache_dir() / "sources"

@@ -13,13 +13,12 @@ from zoo.errors import (CorruptWeightsError, HubConnectionError, StateDictMismat
                         WeightsNotPublishedError)
 from zoo.registry import default_tag, registry
 from zoo.weights.cache import converted_path, read_conversion_record, verify_file
-from zoo.weights.fetch import ALLOW_ENV, fetch_tag, source_fetch_allowed
 from zoo.weights.folder import (CONFIG_NAME, WEIGHTS_NAME, FolderConfig, Layout, read_config,
                                 require_regular_file)
 from zoo.weights.hub import hub_download
 from zoo.weights.reader import load_safetensors
 from zoo.weights.refs import is_hub_reference, parse_hub_reference
-from zoo.weights.sources import plan_source
+from zoo.weights.sources import ALLOW_ENV, plan_source, source_fetch_allowed
 
 log = logging.getLogger("zoo")
 
@@ -85,6 +84,8 @@ def resolve_tag(spec: SpecBase, tag: str | None) -> WeightsSource:
     if record.hub is None:
         local = converted_path(full)
         if not local.exists() and source_fetch_allowed():
+            from zoo.weights.fetch import fetch_tag  # urllib & co. only when it is used
+
             fetched = fetch_tag(full)  # ZOO_ALLOW_SOURCE_FETCH=1: download, convert apart
             log.warning("%s: fetched its original (%s) and converted it into zoo's cache; its "
                         "sha256 %s %s", full, fetched.source.how, fetched.source.sha256,

@@ -25,6 +25,13 @@ from zoo.errors import WeightsError
 from zoo.weights.refs import is_repo_id, is_revision
 
 REWRITE_ENV = "ZOO_SOURCE_REWRITE"
+ALLOW_ENV = "ZOO_ALLOW_SOURCE_FETCH"
+
+
+def source_fetch_allowed() -> bool:
+    """Whether ``pretrained=True`` may fetch and convert originals by itself (the explicit
+    opt-in ``ZOO_ALLOW_SOURCE_FETCH=1``)."""
+    return os.environ.get(ALLOW_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 Kind = Literal["gdrive", "github", "zenodo", "dropbox", "hub", "direct", "manual"]
 
