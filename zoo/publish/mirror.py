@@ -41,6 +41,7 @@ from zoo.errors import HubConnectionError, RegistryError, WeightsError, ZooError
 from zoo.paths import zoo_cache_dir
 from zoo.registry import WeightsRecord, registry, update_file
 from zoo.version import __version__
+from zoo.weights.cache import sha256_file
 from zoo.weights.card import model_card
 from zoo.weights.fetch import (SourceFile, check_folder, convert_in_subprocess, find_in_dir,
                                get_source, manual_name_hint)
@@ -187,7 +188,7 @@ def write_card(folder: Path, tag: str, repo_id: str, record: WeightsRecord,
                source: SourceFile) -> None:
     """Replace the folder's card with the mirror's: published metric, citation, licence,
     provenance (source URL, hash, size, how it was converted)."""
-    model_name, sub = tag.rsplit(".", 1)
+    model_name = tag.rsplit(".", 1)[0]
     spec = get_spec(model_name)
     config = read_config(folder / CONFIG_NAME)
     cfg = dict(config.pretrained_cfg or {})
@@ -208,9 +209,7 @@ def write_card(folder: Path, tag: str, repo_id: str, record: WeightsRecord,
 
 def _hub_has(repo_id: str, folder: Path, sha256: str) -> str | None:
     """The head commit of ``repo_id`` if it already holds exactly this folder's files."""
-    from huggingface_hub import hf_hub_download
-
-    from zoo.weights.hub import hub_metadata
+    from zoo.weights.hub import hub_download, hub_metadata
 
     try:
         meta = hub_metadata(repo_id, WEIGHTS_NAME, "main", f"{repo_id} head")
@@ -220,8 +219,8 @@ def _hub_has(repo_id: str, folder: Path, sha256: str) -> str | None:
         return None
     for name in (CONFIG_NAME, CARD_NAME):
         try:
-            remote = Path(hf_hub_download(repo_id, name, revision=meta.commit_hash))
-        except Exception:  # noqa: BLE001 - any failure: push afresh
+            remote = hub_download(repo_id, name, meta.commit_hash, f"{repo_id} {name}")
+        except WeightsError:  # push afresh
             return None
         if remote.read_bytes() != (folder / name).read_bytes():
             return None
@@ -233,7 +232,7 @@ def push_folder(folder: Path, repo_id: str, sha256: str, size: int, tag: str) ->
     holds them already; checked against the Hub's answer.  Returns (commit, pushed)."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    from zoo.weights.hub import guard_session, hub_metadata
+    from zoo.weights.hub import guard_session, hub_download, hub_metadata
 
     transport: tuple[type[BaseException], ...] = (*network_errors(), OSError, ValueError)
     api = HfApi()
@@ -254,8 +253,11 @@ def push_folder(folder: Path, repo_id: str, sha256: str, size: int, tag: str) ->
         raise HubConnectionError(f"{tag}: push to {repo_id} failed: {type(e).__name__}: {e}") \
             from None
     meta = hub_metadata(repo_id, WEIGHTS_NAME, commit, f"{tag} on {repo_id}")
-    etag_ok = len(meta.etag or "") != 64 or meta.etag == sha256  # LFS objects: etag = sha256
-    if meta.commit_hash != commit or meta.size != size or not etag_ok:
+    if len(meta.etag or "") == 64:  # an LFS object: the Hub's etag is its sha256
+        same = meta.etag == sha256
+    else:  # stored without LFS: read it back
+        same = sha256_file(hub_download(repo_id, WEIGHTS_NAME, commit, tag)) == sha256
+    if meta.commit_hash != commit or meta.size != size or not same:
         raise WeightsError(f"{tag}: the Hub reports {meta.size} bytes (etag {meta.etag}) at "
                            f"commit {meta.commit_hash} for {repo_id}/{WEIGHTS_NAME}; expected "
                            f"{size} bytes, sha256 {sha256} at {commit}. No record written.")

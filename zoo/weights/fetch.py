@@ -144,13 +144,17 @@ def _forget_source(url: str, blob: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _store(downloaded: Downloaded, url: str) -> tuple[Path, dict[str, Any]]:
-    """Move a verified temporary download into the source cache and index it by URL."""
-    blob = sources_dir() / "blobs" / downloaded.sha256 / downloaded.filename
+def _store(downloaded: Downloaded, url: str, fmt: str) -> tuple[Path, dict[str, Any]]:
+    """Move a verified temporary download into the source cache and index it by URL (a
+    safetensors original keeps that suffix: the converter goes by it)."""
+    name = downloaded.filename
+    if fmt == "safetensors" and not name.endswith(".safetensors"):
+        name = safe_filename(name + ".safetensors")
+    blob = sources_dir() / "blobs" / downloaded.sha256 / name
     blob.parent.mkdir(parents=True, exist_ok=True)
     os.replace(downloaded.path, blob)
     doc = {"url": url, "sha256": downloaded.sha256, "size": downloaded.size,
-           "filename": downloaded.filename, "origin": downloaded.final_url, "how": downloaded.how}
+           "filename": name, "origin": downloaded.final_url, "how": downloaded.how}
     index = sources_dir() / "by-url" / f"{_url_key(url)}.json"
     yamlio.atomic_write_text(index, json.dumps(doc, indent=2))
     return blob, doc
@@ -207,7 +211,7 @@ def get_source(tag: str, *, from_dir: str | Path | None = None,
             except SourceChecksumError:
                 downloaded.path.unlink(missing_ok=True)
                 raise
-            cached = _store(downloaded, url)
+            cached = _store(downloaded, url, record.source.format)
             hit = False
         else:
             hit = True
@@ -223,7 +227,9 @@ def convert_in_subprocess(tag: str, checkpoint: Path, out: Path, *,
     for the Hub (``HF_HUB_OFFLINE=1``)."""
     cmd = [sys.executable, "-m", "zoo", "convert", tag, str(checkpoint), "--out", str(out),
            "--check"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", ALLOW_ENV: "0"}
+    root = str(Path(__file__).resolve().parents[2])  # the child runs this very zoo
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", ALLOW_ENV: "0"}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
                               stdin=subprocess.DEVNULL)
