@@ -228,6 +228,7 @@ def test_a_host_that_keeps_stalling_fails_in_bounded_time(sources, tmp_path) -> 
         http_download(plan_source(url), tmp_path, fmt="pickle", what="t")
     assert time.monotonic() - start < 20  # 3 attempts x ZOO_SOURCE_TIMEOUT=2 s, plus back-off
     assert sources.count("github.com") == 3  # each attempt starts over
+    assert sources.count(path_contains="github-production-release-asset") == 3
     assert _files(tmp_path) == []
 
 

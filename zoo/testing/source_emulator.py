@@ -228,6 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._path = "/" + (segs[1] if len(segs) > 1 else "")
         self._query = parts.query
         self._sent = 0
+        self._entry: SourceRequest | None = None
         status = 500
         try:
             status = self._route(parse_qs(parts.query))
@@ -235,9 +236,22 @@ class _Handler(BaseHTTPRequestHandler):
             status = 499
             self.close_connection = True
         finally:
-            with self.hosts._lock:
-                self.hosts._log.append(SourceRequest("GET", self._host, self._path,
-                                                     self._query, status, self._sent))
+            if self._entry is None:  # no answer started
+                self._log(status)
+            assert self._entry is not None
+            self._entry.status, self._entry.body_bytes = status, self._sent
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        # logged before the status line leaves: a client that has its answer finds the request
+        # in the log (the final status and body size are filled in when the handler returns)
+        if self._entry is None:
+            self._log(code)
+        super().send_response(code, message)
+
+    def _log(self, status: int) -> None:
+        self._entry = SourceRequest("GET", self._host, self._path, self._query, status, 0)
+        with self.hosts._lock:
+            self.hosts._log.append(self._entry)
 
     # -- answers -----------------------------------------------------------------------------
     def _send(self, status: int, body: bytes, ctype: str = "text/html; charset=utf-8",
