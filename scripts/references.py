@@ -9,7 +9,9 @@ under ``--reference-root`` (one folder per repository, named as the repository):
     lightweight-neural-architecture-search/ github.com/alibaba/lightweight-neural-architecture-search
     AttentiveNAS/                           github.com/facebookresearch/AttentiveNAS
     OFQ/                                    github.com/nbasyl/OFQ
-    _deps/                                  optional: extra packages the originals import (einops)
+    ConvNeXt-dcls/                          github.com/K-H-Ismail/ConvNeXt-dcls
+    _deps/                                  optional: extra packages the originals import (einops;
+                                            DCLS for ConvNeXt-dcls: pip install --target _deps dcls)
 
 Each builder constructs the model the way the golden vectors' ``reference`` sections document
 (tests/golden/*.json) and returns ``None`` when its checkout is absent.  timm's own ports
@@ -152,6 +154,18 @@ def _deepmad(txt: str) -> Builder:
     return build
 
 
+# -- ConvNeXt-dcls (K-H-Ismail/ConvNeXt-dcls): models/convnext_dcls.py with the `dcls` package ---
+
+def _dcls(fn: str) -> Builder:
+    def build(root: Path):
+        file = root / "ConvNeXt-dcls" / "models" / "convnext_dcls.py"
+        if not file.exists():
+            return None
+        with _upstream(file.parents[1]):  # the checkout; DCLS comes from _deps beside it
+            return getattr(_load(file, "convnext_dcls_ref"), fn)(pretrained=False)
+    return build
+
+
 # -- AttentiveNAS (facebookresearch/AttentiveNAS): the static child of the supernet -------------
 
 def _attentivenas(child: str) -> Builder:
@@ -248,6 +262,8 @@ BUILDERS: dict[str, Builder] = {
     **{f"ofq_deit_{size}_w{b}a{b}": _ofq(f"deit_{size}_distilled_patch16_224",
                                           f"deit_{size[0]}/w{b}a{b}.sh", b)
        for size in ("tiny", "small") for b in (2, 3, 4)},
+    **{f"convnext_{size}_dcls": _dcls(f"convnext_dcls_{size}")
+       for size in ("tiny", "small", "base")},
 }
 
 # What the anchor of each builder is, for the table.

@@ -30,6 +30,8 @@ def test_wheel_ships_specs_registry_and_assets() -> None:
             rel = path.relative_to(ROOT / kind).as_posix()
             assert f"zoo/_data/{kind}/{rel}" in names, f"{kind}/{rel} not installed"
     assert "zoo/assets/sample.png" in names
+    for asset in (ROOT / "zoo" / "site" / "assets").iterdir():  # the catalog site's script and style
+        assert f"zoo/site/assets/{asset.name}" in names, f"site asset {asset.name} not installed"
 
 
 def test_installed_package_works_outside_the_source_tree(tmp_path) -> None:

@@ -157,6 +157,14 @@ def test_the_only_unpickler_is_the_restricted_one() -> None:
         for call in _unpickling_calls(trees[rel]):
             found.setdefault(rel, []).append(call)
     assert list(found) == ["zoo/weights/checkpoint.py"], {k: len(v) for k, v in found.items()}
+    # custom unpicklers: only there too, and each resolves globals through its own allow-list
+    subclasses = {rel: [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)
+                        and any(ast.unparse(b).endswith("Unpickler") for b in n.bases)]
+                  for rel, tree in trees.items()}
+    subclasses = {rel: found_ for rel, found_ in subclasses.items() if found_}
+    assert list(subclasses) == ["zoo/weights/checkpoint.py"], subclasses
+    for cls in subclasses["zoo/weights/checkpoint.py"]:
+        assert any(isinstance(f, ast.FunctionDef) and f.name == "find_class" for f in cls.body)
     (call,) = found["zoo/weights/checkpoint.py"]
     weights_only = {k.arg: k.value for k in call.keywords}.get("weights_only")
     assert isinstance(weights_only, ast.Constant) and weights_only.value is True

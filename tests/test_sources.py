@@ -42,12 +42,14 @@ def test_every_registry_source_has_a_plan() -> None:
             assert rec.source.url.endswith(f"{repo}/resolve/{rev}/{filename}")
         else:
             assert plan.download_url.startswith("https://")
-    by_host = {"sharepoint.com": "manual", "drive.google.com": "gdrive", "github.com": "github",
-               "huggingface.co": "hub", "aliyuncs.com": "direct"}
+    by_host = {"sharepoint.com": "manual", "1drv.ms": "manual", "drive.google.com": "gdrive",
+               "github.com": "github", "huggingface.co": "hub", "zenodo.org": "zenodo",
+               "dropbox.com": "dropbox"}
     for tag, kind in kinds.items():
         host = registry().records[tag].source.url.split("/")[2]
-        expected = next(v for k, v in by_host.items() if host.endswith(k))
+        expected = next((v for k, v in by_host.items() if host.endswith(k)), "direct")
         assert kind == expected, (tag, host, kind)
+    assert {"manual", "gdrive", "github", "hub", "direct"} <= set(kinds.values())
 
 
 @pytest.mark.parametrize("url, kind, download", [

@@ -49,6 +49,14 @@ def existing_file(text: str) -> Path:
     return path
 
 
+def tensor_file(text: str) -> tuple[str, Path]:
+    """``KEY=FILE`` (``zoo convert --tensor``)."""
+    key, sep, file = text.partition("=")
+    if not sep or not key or not file:
+        raise argparse.ArgumentTypeError(f"expected KEY=FILE, got {text!r}")
+    return key, Path(file)
+
+
 def _int(text: str) -> int:
     try:
         return int(text)

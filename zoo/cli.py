@@ -25,7 +25,8 @@ from zoo.registry import registry, registry_dir
 from zoo.weights.refs import is_hub_reference
 
 # Modules that add commands; each has register(subparsers) and imports torch lazily.
-_COMMAND_MODULES = ("zoo.publish.commands", "zoo.evaluate", "zoo.bench", "zoo.calibrate")
+_COMMAND_MODULES = ("zoo.publish.commands", "zoo.evaluate", "zoo.bench", "zoo.calibrate",
+                    "zoo.site.cli")
 DEFAULT_DEMO_MODEL = "simplenetv1_5m_m2"
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import yamlio
-from zoo.argtypes import positive_int
+from zoo.argtypes import positive_int, tensor_file
 from zoo.catalog import get_spec, split_name
 from zoo.errors import UsageError, WeightsError
 from zoo.publish.upload import metrics_from_eval, push
@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("checkpoint", help="the original checkpoint file (.pth/.pt/.bin/.safetensors)")
     p.add_argument("--out", help="folder to write (default: zoo's cache for the registry tag)")
     p.add_argument("--use-ema", action="store_true", help="take the checkpoint's EMA weights")
+    p.add_argument("--tensor", action="append", default=[], metavar="KEY=FILE", type=tensor_file,
+                   help="an original state-dict entry that upstream keeps in a file of its own "
+                   "(pickle.dump of one tensor, e.g. EBV's basis vectors); repeatable")
     p.add_argument("--check", action="store_true",
                    help="with --out: reload the written folder and require the same logits as "
                    "the checkpoint loaded directly (what zoo fetch and zoo mirror run)")
@@ -124,9 +127,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from zoo.publish.conversion import convert, convert_and_check  # imports torch
 
     if args.check:
-        convert_and_check(args.name, args.checkpoint, args.out, use_ema=args.use_ema)
+        convert_and_check(args.name, args.checkpoint, args.out, use_ema=args.use_ema,
+                          tensors=dict(args.tensor))
         return 0
-    out = convert(args.name, args.checkpoint, out=args.out, use_ema=args.use_ema)
+    out = convert(args.name, args.checkpoint, out=args.out, use_ema=args.use_ema,
+                  tensors=dict(args.tensor))
     print(out)
     return 0
 

@@ -3,28 +3,32 @@ into the model, write a weights folder (or zoo's cache for a registry tag).  ``z
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from zoo.build import build_model, convert_checkpoint, create
 from zoo.catalog import get_spec, split_name
-from zoo.errors import SourceChecksumError, WeightsError
+from zoo.errors import CheckpointError, SourceChecksumError, WeightsError
 from zoo.loading import load_into
 from zoo.measure import count_params
 from zoo.registry import registry
 from zoo.weights import save_pretrained, sha256_file
 from zoo.weights.cache import install_converted, staging_dir
-from zoo.weights.checkpoint import load_original_checkpoint
+from zoo.weights.checkpoint import load_original_checkpoint, load_pickled_tensor
 from zoo.weights.sources import release_hash_prefix
 
-__all__ = ["convert", "convert_and_check", "release_hash_prefix"]
+__all__ = ["convert", "convert_and_check", "read_original", "release_hash_prefix"]
 
 
 def convert(name: str, checkpoint: str | Path, *, out: str | Path | None = None,
-            use_ema: bool = False, packed: bool = False) -> Path:
+            use_ema: bool = False, packed: bool = False,
+            tensors: Mapping[str, str | Path] | None = None) -> Path:
     """Original checkpoint -> verified, strictly loaded zoo model -> save_pretrained folder.
 
+    ``tensors``: original state-dict entries that upstream keeps in files of their own
+    (``pickle.dump(tensor)``, e.g. EBV's fixed basis vectors), ``{key: file}``.
     Returns the folder written.  Without ``out``, ``name`` must carry a registry tag and the
     result replaces ``zoo.weights.converted_path(tag)`` atomically (with a conversion record
     holding its sha256, which later loads check).
@@ -47,7 +51,8 @@ def convert(name: str, checkpoint: str | Path, *, out: str | Path | None = None,
         if not source_sha.startswith(published):
             raise SourceChecksumError(f"{checkpoint} (the original checkpoint of {name})",
                                       published, source_sha, record.source.url)
-    state_dict = convert_checkpoint(spec, load_original_checkpoint(checkpoint, use_ema=use_ema))
+    state_dict = convert_checkpoint(spec, read_original(checkpoint, use_ema=use_ema,
+                                                        tensors=tensors))
     if record is not None and record.num_classes and record.num_classes != spec.data.num_classes:
         spec = spec.with_overrides(num_classes=record.num_classes)
     model = build_model(spec, meta=True)
@@ -69,9 +74,22 @@ def convert(name: str, checkpoint: str | Path, *, out: str | Path | None = None,
     return install_converted(staged, full, source_sha256=source_sha, source_file=checkpoint.name)
 
 
+def read_original(checkpoint: str | Path, *, use_ema: bool = False,
+                  tensors: Mapping[str, str | Path] | None = None) -> dict[str, torch.Tensor]:
+    """An original checkpoint's state dict, with the entries upstream stores apart added."""
+    state_dict = load_original_checkpoint(checkpoint, use_ema=use_ema)
+    for key, file in (tensors or {}).items():
+        if key in state_dict:
+            raise CheckpointError(f"{checkpoint} already holds a {key!r} entry; drop --tensor "
+                                  f"{key}=...")
+        state_dict[key] = load_pickled_tensor(file)
+    return state_dict
+
+
 def convert_and_check(name: str, checkpoint: str | Path, out: str | Path, *,
                       family: str | None = None, use_ema: bool = False,
-                      packed: bool = False) -> Path:
+                      packed: bool = False,
+                      tensors: Mapping[str, str | Path] | None = None) -> Path:
     """:func:`convert` to ``out``, then reload the folder with ``zoo.create(weights=out)`` and
     require the same logits on a seeded random batch as the checkpoint loaded directly: bit for
     bit when ``packed``, else to float round-off (the checkpoint's tensors may be unaligned
@@ -80,10 +98,10 @@ def convert_and_check(name: str, checkpoint: str | Path, out: str | Path, *,
     spec = get_spec(model_name)
     if family is not None and spec.family != family:
         raise WeightsError(f"{model_name} is not a {family} model (family {spec.family!r})")
-    out = convert(name, checkpoint, out=out, use_ema=use_ema, packed=packed)
+    out = convert(name, checkpoint, out=out, use_ema=use_ema, packed=packed, tensors=tensors)
     original = build_model(spec, meta=True)
     load_into(original, convert_checkpoint(
-        spec, load_original_checkpoint(checkpoint, use_ema=use_ema)), str(checkpoint))
+        spec, read_original(checkpoint, use_ema=use_ema, tensors=tensors)), str(checkpoint))
     reloaded = create(model_name, weights=str(out))
     x = torch.randn(1, *spec.data.input_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

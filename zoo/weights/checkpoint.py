@@ -12,6 +12,7 @@ it downloaded itself: weights from the network are safetensors only.
 from __future__ import annotations
 
 import argparse
+import io
 import pickle
 import re
 import warnings
@@ -93,11 +94,8 @@ def load_original_checkpoint(path: str | Path, *, extra_safe_globals: Iterable[A
         except Exception as e:  # CorruptWeightsError -> the conversion's error type
             raise CheckpointError(str(e)) from None
         return tensors
-    allowed = [*safe_globals(), *extra_safe_globals]
     try:
-        with torch.serialization.safe_globals(allowed), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "pickle protocol 4" notices
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=False)
+        obj = _torch_load(path, extra_safe_globals)
     except pickle.UnpicklingError as e:
         raise CheckpointError(_unsafe_message(path, str(e))) from None
     except (zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError, AttributeError,
@@ -105,6 +103,63 @@ def load_original_checkpoint(path: str | Path, *, extra_safe_globals: Iterable[A
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
                               f"({type(e).__name__}: {_first_line(str(e))})") from None
     return _unwrap(obj, path, use_ema)
+
+
+def _torch_load(source: Any, extra_safe_globals: Iterable[Any] = ()) -> Any:
+    """The one ``torch.load`` in zoo: ``weights_only`` with zoo's allow-list, on the CPU."""
+    import torch
+
+    allowed = [*safe_globals(), *extra_safe_globals]
+    with torch.serialization.safe_globals(allowed), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "pickle protocol 4" notices
+        return torch.load(source, map_location="cpu", weights_only=True, mmap=False)
+
+
+def _storage_from_bytes(data: bytes) -> Any:
+    """``torch.storage._load_from_bytes`` (how ``pickle.dump`` stores a tensor's storage: a
+    legacy ``torch.save`` file), through :func:`_torch_load`."""
+    return _torch_load(io.BytesIO(data))
+
+
+class _TensorUnpickler(pickle.Unpickler):
+    """Unpickles ``pickle.dump(tensor)`` files and nothing else: the only globals it resolves
+    rebuild one tensor from its storage bytes (read by ``weights_only`` loading)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        import collections
+
+        import torch
+
+        allowed = {("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+                   ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
+                   ("collections", "OrderedDict"): collections.OrderedDict}
+        try:
+            return allowed[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"it needs the global `{module}.{name}`, which is not "
+                                         "plain data") from None
+
+
+def load_pickled_tensor(path: str | Path) -> "torch.Tensor":
+    """The one tensor of a file written by ``pickle.dump(tensor)`` (upstream code keeps e.g. fixed
+    classifier bases so), read without executing anything from the file; on the CPU."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file" if not path.exists() else
+                              f"{path}: not a regular file")
+    try:
+        with path.open("rb") as f:
+            obj = _TensorUnpickler(f).load()
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(_unsafe_message(path, str(e))) from None
+    except (EOFError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as e:
+        raise CheckpointError(f"{path}: not a pickled tensor ({type(e).__name__}: "
+                              f"{_first_line(str(e))})") from None
+    if not isinstance(obj, torch.Tensor):
+        raise CheckpointError(f"{path}: expected one pickled tensor, got {type(obj).__name__}")
+    return obj.detach().cpu().contiguous()
 
 
 def _first_line(text: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from zoo.argtypes import non_negative_int, positive_int
 from zoo.errors import require_modules
@@ -68,15 +69,14 @@ def _stem(text: str) -> int | tuple[float, float]:
     return _pair(text) if "," in text else int(text)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Any) -> None:
     """Add ``zoo design deepmad`` (``design`` is shared with other families' designers)."""
     design_parser = subparsers.choices.get("design")
     if design_parser is None:
         design_parser = subparsers.add_parser("design", help="design a network from budgets")
-        design_parser.set_defaults(func=lambda args: design_parser.print_help() or 2)
-        design_parser._zoo_designers = design_parser.add_subparsers(  # type: ignore[attr-defined]
-            dest="designer", metavar="FAMILY")
-    p = design_parser._zoo_designers.add_parser(  # type: ignore[attr-defined]
+        design_parser._zoo_designers = design_parser.add_subparsers(
+            dest="designer", metavar="FAMILY", required=True)
+    p = design_parser._zoo_designers.add_parser(
         "deepmad", help="DeepMAD (arXiv 2303.02165): maximize the multi-scale entropy under "
         "MACs / params / rho budgets", description=__doc__.split("\n\n")[0])
     p.add_argument("--macs", type=float, required=True,

@@ -397,9 +397,10 @@ def _round_widths(sp: Space, g: _Geometry, x_c0: float, x_c: np.ndarray, x_b: np
     i = int(np.argmin(excess))
     q = _Point(p.c0[i], p.c[i].copy(), p.b[i].copy(), p.k[i].copy(), p.L[i].copy())
     if excess[i] > 0:
-        q = _repair(sp, g, q, with_depth=depth_moves)
-        if q is None:
+        repaired = _repair(sp, g, q, with_depth=depth_moves)
+        if repaired is None:
             return None
+        q = repaired
     ok, score = _feasible(sp, g, q)
     if ok:  # the best feasible rounding, if one is better than the repaired least-violating one
         t = _terms(sp, g, p, exact=True)
@@ -511,9 +512,9 @@ def _polish(sp: Space, g: _Geometry, p: _Point, score: float) -> tuple[float, _P
 
 
 def _in_box(sp: Space, q: _Point) -> bool:
-    return (sp.stem_chs[0] <= q.c0 <= sp.stem_chs[1] and np.all(q.c >= sp.width[0])
-            and np.all(q.c <= sp.width[1]) and np.all(q.b >= sp.channel_step)
-            and np.all(q.L >= 1) and np.all(q.L <= sp.max_depth))
+    return bool(sp.stem_chs[0] <= q.c0 <= sp.stem_chs[1] and np.all(q.c >= sp.width[0])
+                and np.all(q.c <= sp.width[1]) and np.all(q.b >= sp.channel_step)
+                and np.all(q.L >= 1) and np.all(q.L <= sp.max_depth))
 
 
 # --- public API -------------------------------------------------------------------------------
@@ -716,14 +717,15 @@ def design(*, macs: float, params: float, rho: float = 0.5, block: str = "k1dwse
 
     L_opts = [around(L_rel[j], 1, sp.max_depth) for j in range(n)]
     k_opts = [kernels_around(k_rel[j], sp.kernels[j]) for j in range(n)]
-    branches = []
-    for L in itertools.product(*L_opts):
-        for k in itertools.product(*k_opts):
-            sub = _Relaxation(sp, g, fixed_k=np.array(k, float), fixed_L=np.array(L, float))
+    branches: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []
+    for depth_choice in itertools.product(*L_opts):
+        for kernel_choice in itertools.product(*k_opts):
+            k_arr, L_arr = np.array(kernel_choice, float), np.array(depth_choice, float)
+            sub = _Relaxation(sp, g, fixed_k=k_arr, fixed_L=L_arr)
             x, val, ok = sub.solve(best_x[:1 + 2 * n])
             # a branch whose NLP did not converge to a feasible point is still rounded and
             # repaired, but its value is no bound: it is never pruned
-            branches.append((val if ok else math.inf, x, np.array(k, float), np.array(L, float)))
+            branches.append((val if ok else math.inf, x, k_arr, L_arr))
     branches.sort(key=lambda b: -b[0])
 
     # 3. exact rounding, best bound first, with pruning

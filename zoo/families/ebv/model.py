@@ -1,0 +1,220 @@
+"""Equiangular Basis Vectors (paper Sec. 3): a timm backbone maps an image to an embedding
+``f(x)`` in R^dim (upstream: ``timm.create_model(model_name, num_classes=dim)``, i.e. the
+backbone's own ``fc``), which is L2-normalized; the classifier is a fixed set of N unit vectors
+("EBVs", pairwise |cos| <= threshold), and the logits are the cosine similarities to them,
+divided by a temperature (upstream's training logits ``F.normalize(f(x)) @ d.t() / 0.07``; its
+evaluation takes the argmax of the cosines, which ranks the same).
+
+State-dict layout: ``backbone.*`` is the timm model's (its ``fc`` is the embedding layer) and
+``ebv.weight`` the N x dim basis vectors (a buffer, never trained).  Upstream keeps the basis out
+of its checkpoint (``EBV_pkl/eq_<dim>_<N>.pkl``, loaded and normalized at run time): the
+original layout :func:`convert` takes is the checkpoint's keys plus ``basis`` (the pkl's tensor;
+``zoo convert NAME.TAG CKPT --tensor basis=PKL`` adds it).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from zoo.errors import CheckpointError, SpecError, ZooError
+from zoo.families.contract import FamilyHooks
+from zoo.model import ZooModel
+
+BASIS_KEY = "basis"
+BACKBONE = "backbone."
+
+
+def generate_basis_vectors(num: int, dim: int, threshold: float = 0.002, *,
+                           steps: int = 100_000, lr: float = 1e-3,
+                           device: torch.device | str | None = None) -> Tensor:
+    """N unit vectors in R^dim whose pairwise |cos| is at most ``threshold`` (paper Sec. 3.2).
+
+    ``num <= dim``: an orthonormal set (|cos| = 0, the criterion met exactly; QR of a Gaussian
+    matrix).  ``num > dim``: upstream's procedure (Generate_EBV.py): start from normalized
+    Gaussian vectors and minimize ``sum(relu(|cos_ij| - threshold))`` by SGD, re-normalizing
+    every step, until ``max |cos_ij| <= threshold + 1e-4``.  Draws from torch's global RNG.
+    """
+    if num <= dim:
+        q, _ = torch.linalg.qr(torch.randn(dim, num, device=device))
+        return q.T.contiguous()
+    basis = nn.Parameter(F.normalize(torch.randn(num, dim, device=device)))
+    optim = torch.optim.SGD([basis], lr=lr)
+    eye = torch.eye(num, device=device)
+    with torch.enable_grad():
+        for _ in range(steps):
+            with torch.no_grad():
+                basis.copy_(F.normalize(basis))
+            m = (basis @ basis.T).abs() - eye
+            if m.max().item() <= threshold + 1e-4:
+                return basis.detach().clone()
+            F.relu(m - threshold).sum().backward()
+            optim.step()
+            optim.zero_grad()
+    raise ZooError(f"no {num} basis vectors in R^{dim} with |cos| <= {threshold} after {steps} "
+                   "steps; raise arch.threshold or dim")
+
+
+class EquiangularBasisVectors(nn.Module):
+    """The EBV classifier (paper Sec. 3): ``weight`` holds N fixed unit vectors (rows; a
+    persistent buffer, never trained); ``forward(z) = z @ weight.T / temperature`` for
+    L2-normalized embeddings ``z``: cosine similarities, scaled as upstream's training logits.
+    The prediction, ``argmax``, is the nearest basis vector."""
+
+    def __init__(self, dim: int, num_classes: int, temperature: float,
+                 threshold: float = 0.002) -> None:
+        super().__init__()
+        self.in_features, self.out_features = dim, num_classes
+        self.temperature, self.threshold = temperature, threshold
+        self.register_buffer("weight", torch.empty(num_classes, dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """A fresh set of basis vectors (:func:`generate_basis_vectors`)."""
+        with torch.no_grad():
+            self.weight.copy_(generate_basis_vectors(self.out_features, self.in_features,
+                                                     self.threshold, device=self.weight.device))
+
+    def forward(self, z: Tensor) -> Tensor:
+        if z.ndim > 2:  # embeddings at every position (B, dim, H, W): classify each
+            return self(z.movedim(1, -1)).movedim(-1, 1)
+        return z @ self.weight.t() / self.temperature
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.in_features}, num_classes={self.out_features}, "
+                f"temperature={self.temperature}")
+
+
+class EBVNet(ZooModel):
+    """A timm backbone with the EBV head: global pool -> ``fc`` (the embedding) -> L2 norm ->
+    :class:`EquiangularBasisVectors`.  ``num_features`` is the backbone's width;
+    ``head_hidden_size`` (the pre-logits features) is the normalized embedding's ``dim``."""
+
+    def __init__(self, backbone: nn.Module, dim: int, num_classes: int, temperature: float,
+                 threshold: float) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.temperature, self.threshold = temperature, threshold
+        self.num_features = backbone.num_features
+        self.head_hidden_size = dim
+        self.feature_info = [{**d, "module": BACKBONE + d["module"]}
+                             for d in _timm_feature_info(backbone)]
+        self.num_classes = num_classes
+        self.ebv = self._classifier(num_classes, device=None)
+
+    def _classifier(self, num_classes: int, device) -> nn.Module:
+        if num_classes <= 0:
+            return nn.Identity()
+        with torch.device(device or "cpu"):
+            return EquiangularBasisVectors(self.head_hidden_size, num_classes, self.temperature,
+                                           self.threshold)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.backbone.forward_features(x)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Backbone features -> L2-normalized embedding (upstream ``F.normalize(backbone(x))``);
+        unpooled features (``global_pool=''``) are embedded at every position."""
+        x = self.backbone.global_pool(x)
+        rate = getattr(self.backbone, "drop_rate", 0.0)
+        if rate:
+            x = F.dropout(x, p=rate, training=self.training)
+        fc = self.backbone.fc
+        x = fc(x) if x.ndim == 2 else F.linear(x.movedim(1, -1), fc.weight, fc.bias).movedim(-1, 1)
+        return F.normalize(x, dim=1)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.embed(x)
+        return x if pre_logits else self.ebv(x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.ebv
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """New basis vectors for ``num_classes`` (0: none, forward returns the embedding); the
+        embedding layer is kept.  ``global_pool=''`` embeds every position (no pooling)."""
+        if global_pool is not None:
+            from timm.layers import SelectAdaptivePool2d
+
+            self.backbone.global_pool = SelectAdaptivePool2d(pool_type=global_pool,
+                                                             flatten=bool(global_pool))
+        device = self.backbone.fc.weight.device
+        self.num_classes = num_classes
+        self.ebv = self._classifier(num_classes, None if device.type == "meta" else device)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.backbone.set_grad_checkpointing(enable)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's matcher of the backbone, its patterns moved under ``backbone.``."""
+        def shift(pattern: Any) -> Any:
+            if isinstance(pattern, str):
+                return r"^backbone\.(?:" + pattern.removeprefix("^") + ")"
+            return [(shift(p[0]), p[1]) if isinstance(p, tuple) else shift(p) for p in pattern]
+
+        return {k: shift(v) for k, v in self.backbone.group_matcher(coarse=coarse).items()}
+
+
+def _timm_feature_info(model: nn.Module) -> list[dict]:
+    info = getattr(model, "feature_info", None) or []
+    info = list(getattr(info, "info", info))
+    if any(d.get("hook_type", "forward") != "forward" for d in info):
+        return []
+    return [{"module": d["module"], "num_chs": d["num_chs"], "reduction": d["reduction"]}
+            for d in info]
+
+
+def build(spec) -> EBVNet:
+    import timm
+
+    arch = spec.arch
+    if not timm.is_model(arch.backbone):
+        raise SpecError(f"arch.backbone {arch.backbone!r} is not a timm architecture "
+                        f"(timm {timm.__version__})", model=spec.name)
+    backbone = timm.create_model(arch.backbone, pretrained=False, num_classes=arch.dim,
+                                 in_chans=spec.data.in_chans, drop_rate=arch.drop_rate,
+                                 drop_path_rate=arch.drop_path_rate)
+    if not isinstance(getattr(backbone, "fc", None), nn.Linear) or not hasattr(backbone,
+                                                                               "global_pool"):
+        raise SpecError(f"arch.backbone {arch.backbone!r} has no `global_pool` + Linear `fc` "
+                        "head (the embedding layer EBV needs, as timm's ResNets)",
+                        model=spec.name)
+    return EBVNet(backbone, arch.dim, spec.data.num_classes, arch.temperature, arch.threshold)
+
+
+def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Upstream's layout -> zoo's: ``module.backbone.*`` (its ``nn.DataParallel(Net)`` state
+    dict) -> ``backbone.*``; ``basis`` (the EBV pkl's tensor, which upstream keeps beside the
+    checkpoint) -> ``ebv.weight``, row-normalized as upstream does at load time
+    (``d = F.normalize(pkl.load(...))``)."""
+    bad = sorted(k for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
+    if bad:
+        raise CheckpointError(f"{spec.name}: checkpoint entries {bad[:5]} are not tensors; pass "
+                              "the model's state dict")
+    if "ebv.weight" in state_dict:
+        raise CheckpointError(f"{spec.name}: the state dict holds 'ebv.weight': this looks like "
+                              "a zoo-layout state dict, which needs no conversion")
+    sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    basis = sd.pop(BASIS_KEY, None)
+    if basis is None:
+        raise CheckpointError(
+            f"{spec.name}: no '{BASIS_KEY}' entry. Upstream keeps the basis vectors out of its "
+            "checkpoint (EBV_pkl/eq_<dim>_<classes>.pkl in aassxun/Equiangular-Basis-Vectors); "
+            "give it to the conversion: zoo convert NAME.TAG CHECKPOINT --tensor "
+            f"{BASIS_KEY}=eq_<dim>_<classes>.pkl")
+    want = (spec.data.num_classes, spec.arch.dim)
+    if tuple(basis.shape) != want:
+        raise CheckpointError(f"{spec.name}: '{BASIS_KEY}' has shape {tuple(basis.shape)}, "
+                              f"expected (num_classes, dim) = {want}: wrong EBV pkl?")
+    stray = sorted(k for k in sd if not k.startswith(BACKBONE))
+    if stray:
+        raise CheckpointError(f"{spec.name}: unexpected keys {stray[:5]}: expected upstream "
+                              "Net's `backbone.*` (optionally under `module.`) and "
+                              f"'{BASIS_KEY}'")
+    sd["ebv.weight"] = F.normalize(basis.float(), dim=1)
+    return sd
+
+
+HOOKS = FamilyHooks(build=build, convert=convert)
