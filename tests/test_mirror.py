@@ -110,13 +110,16 @@ def test_dry_run_lists_every_source_record_with_its_action(capsys) -> None:
     rows = {line.split()[0]: line.split()[2] for line in out.splitlines()[2:] if line.strip()
             and not line.startswith(f"{len(registry().records)} records")}
     assert set(rows) == set(registry().records)
+    from zoo.weights.sources import plan_source
+
     for tag, rec in registry().records.items():
         if rec.hub is not None:
             assert rows[tag] == "skip", tag
-        elif "sharepoint.com" in rec.source.url:
+        elif not plan_source(rec.source.url).downloadable:  # SharePoint, OneDrive, Baidu
             assert rows[tag] == "manual", tag
         else:
             assert rows[tag] == "mirror", tag
+    assert {"skip", "manual", "mirror"} <= set(rows.values())
     assert f"{len(registry().records)} records:" in out
 
 
