@@ -8,8 +8,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-if (Path(__file__).parent / "hubfixtures.py").exists():
-    pytest_plugins = ["tests.hubfixtures"]
+pytest_plugins = [f"tests.{name}" for name in ("hubfixtures", "sourcefixtures")
+                  if (Path(__file__).parent / f"{name}.py").exists()]
 
 
 def pytest_configure(config: pytest.Config) -> None:

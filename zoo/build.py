@@ -24,6 +24,8 @@ from zoo.model import FeatureExtractor
 from zoo.pretrained_cfg import pretrained_cfg
 from zoo.spec import SpecBase
 from zoo.weights import WeightsSource, resolve_external, resolve_tag
+from zoo.weights.refs import is_hub_reference
+from zoo.weights.remote import hub_model
 from zoo.weights.resolve import is_reference
 
 log = logging.getLogger("zoo")
@@ -105,7 +107,9 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
     """Build a zoo model by name, optionally with weights.
 
     Args:
-        name: model name, optionally with a weights tag (``"sret_s.in1k_dist"``).
+        name: model name, optionally with a weights tag (``"sret_s.in1k_dist"``), or
+            ``"hf-hub:org/repo[@revision]"``: a repo written by zoo, built from the spec its
+            config.json carries (validated; no catalog entry needed).
         pretrained: load the tag's (or the model's default tag's) registry weights.
         weights: a tag, ``"hf-hub:org/repo[@revision]"``, or a local ``.safetensors`` file or
             folder written by :func:`zoo.save_pretrained`.  Implies pretrained.
@@ -118,8 +122,14 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
     """
     features_only = bool(overrides.pop("features_only", False))
     out_indices = overrides.pop("out_indices", None)
-    model_name, tag = split_name(name)
-    spec = get_spec(model_name)
+    if is_hub_reference(name):  # a self-describing repo: its own spec, no catalog entry
+        hub = hub_model(name)
+        spec, tag = hub.spec, None
+        if pretrained and weights is None:
+            weights = hub.ref  # the weights of the snapshot the spec came from
+    else:
+        model_name, tag = split_name(name)
+        spec = get_spec(model_name)
     _check_overrides(spec, overrides)
     source = _resolve_source(spec, tag, pretrained, weights)
     if source is not None and source.num_classes and source.num_classes != spec.data.num_classes:

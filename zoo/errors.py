@@ -97,6 +97,12 @@ class SourceChecksumError(ChecksumMismatchError):
             f"not the file the registry records. Download it again from {url}.")
 
 
+class SourceDownloadError(WeightsError, ConnectionError):
+    """An original checkpoint could not be downloaded from its host (``zoo fetch``, ``zoo
+    mirror``): unreachable, stalled, an error status, an HTML page instead of the file, a wrong
+    size, or no direct download at all.  Nothing partial was kept."""
+
+
 class CorruptWeightsError(WeightsError, ValueError):
     """A weights file that is not a readable safetensors file."""
 
