@@ -162,7 +162,7 @@ def test_deepmad_levels_end_with_final_conv() -> None:
 def test_timm_arch_without_forward_hooks_declares_nothing() -> None:
     """A timm level needing a pre-forward hook (feature_location='bottleneck') cannot be served
     by zoo's forward hooks: the wrapper then declares no levels (features_only gives ZooError)."""
-    from zoo.families.timm_arch.model import _feature_info
+    from zoo.layers.timm_model import timm_feature_info as _feature_info
 
     inner = nn.Module()
     inner.feature_info = [{"module": "blocks.0", "num_chs": 16, "reduction": 2},

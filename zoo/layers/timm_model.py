@@ -38,7 +38,7 @@ class TimmModel(ZooModel):
         # zoo's feature maps are NCHW: NHWC stages (Swin) and token sequences (ViT blocks, whose
         # timm models have num_prefix_tokens) are not exposed through forward hooks
         tokens = hasattr(model, "num_prefix_tokens")
-        self.feature_info = [] if self.nhwc or tokens else _feature_info(model)
+        self.feature_info = [] if self.nhwc or tokens else timm_feature_info(model)
         if self.nhwc or tokens:
             what = "NHWC stage outputs" if self.nhwc else "token sequences"
             self.features_only_hint = (f"timm's {what} are not zoo's NCHW feature maps; use "
@@ -82,15 +82,16 @@ class TimmModel(ZooModel):
         return {k: shift(v) for k, v in self.model.group_matcher(coarse=coarse).items()}
 
 
-def _feature_info(model: nn.Module) -> list[dict]:
-    """The timm model's own ``feature_info``, its module names under the ``model.`` prefix.
+def timm_feature_info(model: nn.Module, prefix: str = PREFIX) -> list[dict]:
+    """The timm model's own ``feature_info``, its module names under ``prefix`` (the wrapper's
+    attribute holding the timm model).
     Empty (no ``features_only``) when timm declares none, or when a level needs a pre-forward
     hook (timm's ``feature_location="bottleneck"``), which zoo's forward hooks cannot serve."""
     info = getattr(model, "feature_info", None) or []
     info = list(getattr(info, "info", info))  # a timm FeatureInfo object, or a list of dicts
     if any(d.get("hook_type", "forward") != "forward" for d in info):
         return []
-    return [{"module": PREFIX + d["module"], "num_chs": d["num_chs"], "reduction": d["reduction"]}
+    return [{"module": prefix + d["module"], "num_chs": d["num_chs"], "reduction": d["reduction"]}
             for d in info]
 
 
