@@ -7,6 +7,7 @@ strictly.  Buffers are built for real, so non-persistent ones (index tables, gri
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from pathlib import Path
 from typing import Any, Iterator
@@ -55,10 +56,9 @@ def build_model(spec: SpecBase, *, meta: bool = False) -> nn.Module:
 
 
 def _set_cfg(model: nn.Module, spec: SpecBase, tag: str | None = None) -> None:
-    cfg = pretrained_cfg(spec, tag)
-    if getattr(model, "dynamic_img_size", False):  # e.g. pos-embed interpolation asked for
-        cfg["fixed_input_size"] = False
-    model.pretrained_cfg = cfg
+    from zoo.model import complete_pretrained_cfg
+
+    model.pretrained_cfg = complete_pretrained_cfg(model, pretrained_cfg(spec, tag))
 
 
 def pretrained_cfg(spec: SpecBase, tag: str | None = None) -> dict[str, Any]:
@@ -73,6 +73,8 @@ def pretrained_cfg(spec: SpecBase, tag: str | None = None) -> dict[str, Any]:
         "paper_ids": f"arXiv:{spec.paper.arxiv}" if spec.paper.arxiv else "",
         "paper_name": spec.paper.title, "origin_url": spec.paper.code or "",
     }
+    if d.label_set == "imagenet-1k" and d.num_classes == 1000:
+        cfg["label_names"] = _imagenet_1k_labels()
     if tag:
         from zoo.registry import registry
 
@@ -85,6 +87,14 @@ def pretrained_cfg(spec: SpecBase, tag: str | None = None) -> dict[str, Any]:
                 cfg["hf_hub_revision"] = rec.hub.revision
             cfg["source_url"] = rec.source.url
     return cfg
+
+
+@functools.cache
+def _imagenet_1k_labels() -> tuple[str, ...]:
+    """ImageNet-1k's class names (WordNet synsets, index order), from timm's dataset info."""
+    from timm.data import ImageNetInfo
+
+    return tuple(ImageNetInfo("imagenet-1k").label_names())
 
 
 def check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
@@ -162,15 +172,17 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
         in_chans: number of input channels; a loaded first conv is adapted as timm does.
         device, dtype: where and in which floating dtype to put the model.
         overrides: architecture fields of the spec to change (validated), e.g. drop_path_rate;
-            ``features_only=True`` (with optional ``out_indices``) returns timm-style multi-scale
-            feature maps for families that declare ``feature_info``.
+            ``features_only=True`` (with optional ``out_indices``, ``feature_cls`` 'getter' /
+            'hook' / 'fx' and ``feature_cfg``) returns timm's multi-scale feature extractor
+            (:func:`zoo.model.features_only`).
     """
     from zoo import weights as W
 
-    features_only = bool(overrides.pop("features_only", False))
-    out_indices = overrides.pop("out_indices", None)
+    features = {k: overrides.pop(k) for k in ("features_only", "out_indices", "feature_cls",
+                                              "feature_cfg") if k in overrides}
     model_name, tag = split_name(name)
     spec = get_spec(model_name)
+    _check_overrides(spec, overrides)
     source = None
     if weights is not None:
         text = str(weights)
@@ -209,23 +221,30 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
                     state_dict[k] = own[k]
         load_into(model, state_dict, source.describe())
         _set_cfg(model, spec, source.tag)
-    if features_only:
-        model = _features_only(model, spec, out_indices)
+    if features.pop("features_only", False):
+        from zoo.model import features_only
+
+        cfg = dict(features.pop("feature_cfg", None) or {})
+        cfg.update(features)  # out_indices / feature_cls given directly win over feature_cfg's
+        model = features_only(model, **cfg)
     if device is not None or dtype is not None:
         model = model.to(device=device, dtype=dtype)
     return model.eval() if source is not None else model
 
 
-def _features_only(model: nn.Module, spec: SpecBase, out_indices: Any) -> nn.Module:
-    from zoo.errors import ZooError
-    from zoo.model import FeatureExtractor
+def _check_overrides(spec: SpecBase, overrides: dict[str, Any]) -> None:
+    """Unknown keyword arguments are a TypeError (as for any Python callable, and timm's tests
+    expect it), naming the arguments the model takes."""
+    known = set(type(spec.arch).model_fields)  # type: ignore[attr-defined]
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        from zoo.errors import UnknownArgumentError
 
-    if not getattr(model, "feature_info", None):
-        hint = getattr(model, "features_only_hint", "")
-        raise ZooError(f"{spec.name} does not support features_only: the {spec.family} family "
-                       "declares no feature_info (multi-scale feature maps) for this model"
-                       + (f"; {hint}" if hint else ""))
-    return FeatureExtractor(model, out_indices)
+        raise UnknownArgumentError(
+            f"{spec.name} got unexpected argument(s) {', '.join(unknown)}; besides num_classes, "
+            f"in_chans, weights, device, dtype and features_only/out_indices/feature_cls/"
+            f"feature_cfg it takes the {spec.family} architecture fields: "
+            f"{', '.join(sorted(known))}")
 
 
 def _materialize_classifier(model: nn.Module, spec: SpecBase) -> None:
