@@ -6,15 +6,13 @@ API to it (``forward_features``, ``forward_head``, ``get_classifier``, ``reset_c
 state-dict layout is timm's under the ``model.`` prefix; :func:`convert` maps an original
 checkpoint of the timm architecture (optionally DataParallel-wrapped) onto it.
 """
-from __future__ import annotations
-
-from typing import Any
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from zoo.errors import CheckpointError, SpecError
-from zoo.model import ZooModel
+from zoo.model import IndicesT, ZooModel
 
 PREFIX = "model."
 
@@ -24,13 +22,19 @@ class TimmArchModel(ZooModel):
     returns; ``head_hidden_size`` the width of the pooled pre-logits features (they differ for
     models with a conv head after pooling, e.g. MobileNetV3: 576 vs 1024)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, in_chans: int = 3) -> None:
         super().__init__()
         self.model = model
+        self.in_chans = in_chans
         self.num_classes = model.num_classes
-        self.num_features = model.num_features
-        self.head_hidden_size = getattr(model, "head_hidden_size", model.num_features)
         self.feature_info = _feature_info(model)
+        self._sync()
+
+    def _sync(self) -> None:
+        """Widths and class count as the inner model has them now."""
+        self.num_classes = self.model.num_classes
+        self.num_features = self.model.num_features
+        self.head_hidden_size = getattr(self.model, "head_hidden_size", self.num_features)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.model.forward_features(x)
@@ -41,21 +45,47 @@ class TimmArchModel(ZooModel):
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.model.get_classifier()
 
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         if global_pool is None:
             self.model.reset_classifier(num_classes)
         else:
             self.model.reset_classifier(num_classes, global_pool)
-        self.num_classes = num_classes
-        self.head_hidden_size = getattr(self.model, "head_hidden_size", self.num_features)
+        self._sync()
 
+    @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
         self.model.set_grad_checkpointing(enable)
 
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+    @torch.jit.ignore
+    def forward_intermediates(
+            self, x: Tensor, indices: IndicesT = None, norm: bool = False,
+            stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False,
+    ) -> Union[List[Tensor], Tuple[Tensor, List[Tensor]]]:
+        """The timm model's own ``forward_intermediates`` (same levels as ``feature_info``)."""
+        return self.model.forward_intermediates(
+            x, indices=indices, norm=norm, stop_early=stop_early, output_fmt=output_fmt,
+            intermediates_only=intermediates_only)
+
+    @torch.jit.ignore
+    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1,
+                                  prune_norm: bool = False, prune_head: bool = True) -> List[int]:
+        take = self.model.prune_intermediate_layers(indices, prune_norm=prune_norm,
+                                                    prune_head=prune_head)
+        self._sync()
+        return take
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set:
+        inner = getattr(self.model, "no_weight_decay", None)
+        return {PREFIX + n for n in inner()} if callable(inner) else set()
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
         """timm's matcher of the inner model, its patterns moved under the ``model.`` prefix."""
         def shift(pattern: Any) -> Any:
             if isinstance(pattern, str):  # (?:...) keeps alternations ("^conv1|bn1") anchored
@@ -65,7 +95,7 @@ class TimmArchModel(ZooModel):
         return {k: shift(v) for k, v in self.model.group_matcher(coarse=coarse).items()}
 
 
-def _feature_info(model: nn.Module) -> list[dict]:
+def _feature_info(model: nn.Module) -> List[Dict]:
     """The timm model's own ``feature_info``, its module names under the ``model.`` prefix.
     Empty (no ``features_only``) when timm declares none, or when a level needs a pre-forward
     hook (timm's ``feature_location="bottleneck"``), which zoo's forward hooks cannot serve."""
@@ -100,18 +130,19 @@ def build(spec) -> TimmArchModel:
 
     _check_architecture(spec)
     arch = spec.arch
+    extra = {} if arch.global_pool is None else {"global_pool": arch.global_pool}
     try:
         inner = timm.create_model(arch.timm_model, pretrained=False,
                                   num_classes=spec.data.num_classes, in_chans=spec.data.in_chans,
                                   drop_rate=arch.drop_rate, drop_path_rate=arch.drop_path_rate,
-                                  **arch.model_args)
+                                  **arch.model_args, **extra)
     except TypeError as e:
         raise SpecError(f"timm rejected the arguments of {arch.timm_model!r}: {e}",
                         model=spec.name) from None
-    return TimmArchModel(inner)
+    return TimmArchModel(inner, in_chans=spec.data.in_chans)
 
 
-def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+def convert(spec, state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     """An original checkpoint of the timm architecture -> zoo: strips the ``module.`` prefix
     of ``torch.nn.DataParallel`` (MEAL V2 saves its students wrapped) and adds ``model.``."""
     bad = sorted(k for k, v in state_dict.items() if not isinstance(v, torch.Tensor))

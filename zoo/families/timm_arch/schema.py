@@ -12,7 +12,7 @@ Scalar = bool | int | float | str
 # Arguments zoo sets itself (from the spec's data section) or that would load foreign weights.
 RESERVED_ARGS = frozenset({"pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "num_classes",
                            "in_chans", "checkpoint_path", "cache_dir", "drop_rate",
-                           "drop_path_rate", "features_only", "scriptable", "exportable",
+                           "drop_path_rate", "global_pool", "features_only", "scriptable", "exportable",
                            "no_jit", "pretrained_strict"})
 
 
@@ -22,9 +22,11 @@ class Arch(ArchBase):
                             "without pretrained tag")
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
     drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description="stochastic depth")
+    global_pool: str | None = Field(None, description="timm's global_pool argument of the "
+                                    "architecture (None: its default; '' no pooling)")
     model_args: dict[str, Scalar] = Field(
         default_factory=dict, description="further keyword arguments of the timm constructor "
-        "(e.g. global_pool); scalars only")
+        "(e.g. output_stride); scalars only")
 
     @field_validator("model_args")
     @classmethod
