@@ -154,12 +154,17 @@ class LSQQuantizer(nn.Module):
                 if bool(x.min() < -1e-5):
                     self.signed.fill_(1.0)
         step = _clip_step(self._step_view(x))
-        if _needs_grad(step):
-            q_p = lsq_bounds(self.bits, self.is_signed())[1]
-            step = grad_scale(step, 1.0 / math.sqrt(q_p * x.numel() / self.s.numel()))
         if self.buffer_signed:
             lo, hi = self._buffer_bounds(x)
+            if _needs_grad(step):  # Q_P is the tensor bound: no host sync, traceable
+                per_step = float(x.numel() / self.s.numel())
+                scale = (1.0 / torch.sqrt(hi.to(torch.float64) * per_step)).to(step.dtype)
+                scaled = step * scale.squeeze()  # grad_scale with a tensor factor
+                step = step.detach() + (scaled - scaled.detach())
             return round_ste(torch.clamp(x / step, lo, hi)) * step
+        if _needs_grad(step):
+            q_p = lsq_bounds(self.bits, self.fixed_signed)[1]
+            step = grad_scale(step, 1.0 / math.sqrt(q_p * x.numel() / self.s.numel()))
         lo_i, hi_i = lsq_bounds(self.bits, self.fixed_signed)
         return round_ste(torch.clamp(x / step, lo_i, hi_i)) * step
 

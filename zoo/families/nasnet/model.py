@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, SelectAdaptivePool2d, SeparableConv2d
+from timm.models import checkpoint
 from timm.models._features import feature_take_indices
 from torch import nn
 
@@ -448,14 +449,27 @@ class CellNet(ZooModel):
         self.classifier = linear_or_identity(self.head_hidden_size, num_classes)
 
     def _cells(self, hs: List[torch.Tensor], stop: int) -> List[torch.Tensor]:
-        """Run the main cells ``0 .. stop - 1`` on the stem's states; keeps the last 3."""
+        """Run the main cells ``0 .. stop - 1`` on the stem's states; keeps the last 3.  Under
+        gradient checkpointing every cell is recomputed in the backward pass."""
         for k, cell in enumerate(self.cells):
             if k < stop:
                 offset = self.prev_offsets[k]
                 prev = hs[-offset] if len(hs) >= offset else None
-                hs.append(cell(hs[-1], prev))
+                if self.grad_checkpointing and not torch.jit.is_scripting():
+                    hs.append(checkpoint(cell, hs[-1], prev))
+                else:
+                    hs.append(cell(hs[-1], prev))
                 hs = hs[-3:]  # a cell reads at most 3 states back
         return hs
+
+    @torch.jit.ignore
+    def _cell(self, k: int, hs: List[torch.Tensor]) -> List[torch.Tensor]:
+        """Run main cell ``k`` alone (as :meth:`_cells` does it)."""
+        offset = self.prev_offsets[k]
+        prev = hs[-offset] if len(hs) >= offset else None
+        cell = self.cells[k]
+        out = checkpoint(cell, hs[-1], prev) if self.grad_checkpointing else cell(hs[-1], prev)
+        return (hs + [out])[-3:]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
@@ -504,13 +518,8 @@ class CellNet(ZooModel):
         if stop_early or intermediates_only:
             stop = 0 if last_kind == "stem" else last_pos + 1
         cell_out: Dict[int, torch.Tensor] = {}
-        for k, cell in enumerate(self.cells):
-            if k >= stop:
-                break
-            offset = self.prev_offsets[k]
-            prev = hs[-offset] if len(hs) >= offset else None
-            hs.append(cell(hs[-1], prev))
-            hs = hs[-3:]
+        for k in range(stop):
+            hs = self._cell(k, hs)
             cell_out[k] = hs[-1]
         intermediates = []
         for i in take:
