@@ -180,6 +180,7 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
 
     features = {k: overrides.pop(k) for k in ("features_only", "out_indices", "feature_cls",
                                               "feature_cfg") if k in overrides}
+    img_size = overrides.pop("img_size", None)
     model_name, tag = split_name(name)
     spec = get_spec(model_name)
     _check_overrides(spec, overrides)
@@ -221,6 +222,10 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
                     state_dict[k] = own[k]
         load_into(model, state_dict, source.describe())
         _set_cfg(model, spec, source.tag)
+    if img_size is not None:
+        from zoo.model import set_img_size
+
+        set_img_size(model, img_size)
     if features.pop("features_only", False):
         from zoo.model import features_only
 
@@ -242,8 +247,8 @@ def _check_overrides(spec: SpecBase, overrides: dict[str, Any]) -> None:
 
         raise UnknownArgumentError(
             f"{spec.name} got unexpected argument(s) {', '.join(unknown)}; besides num_classes, "
-            f"in_chans, weights, device, dtype and features_only/out_indices/feature_cls/"
-            f"feature_cfg it takes the {spec.family} architecture fields: "
+            f"in_chans, weights, device, dtype, img_size and features_only/out_indices/"
+            f"feature_cls/feature_cfg it takes the {spec.family} architecture fields: "
             f"{', '.join(sorted(known))}")
 
 

@@ -99,9 +99,36 @@ class ZooModel(nn.Module):
         return math.ceil(img_size[0] / r), math.ceil(img_size[1] / r)
 
     @torch.jit.ignore
+    def _input_size_changed(self, img_size: Tuple[int, int]) -> None:
+        """Keep ``pretrained_cfg`` in step after ``set_input_size`` (input and pool size)."""
+        cfg = self.pretrained_cfg
+        if "input_size" in cfg:
+            cfg["input_size"] = (cfg["input_size"][0], *img_size)
+            pool = self.feature_map_size(img_size)
+            if pool is not None:
+                cfg["pool_size"] = pool
+
+    @torch.jit.ignore
     def as_backbone(self) -> None:
         """Called by :func:`features_only` before wrapping (a family whose classifier forward
         differs from its backbone forward switches here)."""
+
+
+def set_img_size(model: nn.Module, img_size: Union[int, Tuple[int, int]]) -> None:
+    """``img_size=`` of ``zoo.create`` / ``timm.create_model``: the model's ``set_input_size``
+    (positional embeddings resampled), or :class:`~zoo.errors.UnknownArgumentError` for models
+    that take any size (CNNs) or whose layers are tied to one token count."""
+    from zoo.errors import UnknownArgumentError
+
+    size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    setter = getattr(model, "set_input_size", None)
+    if not callable(setter):
+        cfg = getattr(model, "pretrained_cfg", {})
+        name = cfg.get("architecture") or type(model).__name__
+        why = ("its layers are tied to the token count of its input size"
+               if cfg.get("fixed_input_size") else "it takes any input size as it is")
+        raise UnknownArgumentError(f"{name} takes no img_size argument: {why}")
+    setter(img_size=size)
 
 
 def complete_pretrained_cfg(model: nn.Module, cfg: Dict[str, Any]) -> Dict[str, Any]:
@@ -356,5 +383,5 @@ def features_only(model: nn.Module, out_indices: Any = None, feature_cls: Any = 
 
 
 __all__ = ["ClassifierHeadModel", "FEATURE_CLASSES", "StepChainModel", "ZooModel",
-           "check_image", "complete_pretrained_cfg", "check_input_size", "check_output_fmt", "features_only", "first_param",
+           "check_image", "complete_pretrained_cfg", "set_img_size", "check_input_size", "check_output_fmt", "features_only", "first_param",
            "linear_or_identity", "replace_module", "tokens_to_map"]

@@ -29,7 +29,8 @@ from functools import partial
 from typing import Dict, Optional, Tuple, Type
 
 import torch
-from timm.layers import PatchEmbed, register_notrace_function, trunc_normal_
+from timm.layers import (PatchEmbed, register_notrace_function, resample_abs_pos_embed,
+                         to_2tuple, trunc_normal_)
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
@@ -171,13 +172,14 @@ class KAT(TokenHeadModel):
     ViT-Ti/S/B with every MLP replaced, ImageNet-1k results in Sec. 5)."""
 
     def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3,
-                 img_size: tuple[int, int] = (224, 224)) -> None:
+                 img_size: Tuple[int, int] = (224, 224), name: str = "kat") -> None:
         super().__init__()
         self.num_classes, self.in_chans = num_classes, in_chans
         self.num_features = self.head_hidden_size = self.embed_dim = arch.embed_dim
         self.global_pool = arch.global_pool
         self.num_prefix_tokens = 1
         self.img_size = tuple(img_size)
+        self.name = name
         self.feature_info = vit_feature_info(arch.depth, arch.embed_dim, arch.patch_size)
         norm_layer = partial(nn.LayerNorm, eps=NORM_EPS)
 
@@ -231,11 +233,29 @@ class KAT(TokenHeadModel):
         return {"stem": r"^cls_token|pos_embed|patch_embed",
                 "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]}
 
+    @torch.jit.ignore
+    def set_input_size(self, img_size=None, patch_size=None) -> None:
+        """Take ``img_size`` images from now on: the positional embedding is resampled
+        (bicubic, timm's ``resample_abs_pos_embed``) to the new patch grid."""
+        if patch_size is not None and to_2tuple(patch_size) != self.patch_embed.patch_size:
+            raise ValueError("KAT's patch size is fixed by its weights; only img_size can change")
+        if img_size is None:
+            return
+        old = list(self.patch_embed.grid_size)
+        self.patch_embed.set_input_size(img_size=to_2tuple(img_size))
+        new = list(self.patch_embed.grid_size)
+        if new != old:
+            with torch.no_grad():
+                pos = resample_abs_pos_embed(self.pos_embed, new, old,
+                                             num_prefix_tokens=self.num_prefix_tokens)
+            self.pos_embed = nn.Parameter(pos, requires_grad=self.pos_embed.requires_grad)
+        self.img_size = tuple(self.patch_embed.img_size)
+        self._input_size_changed(self.img_size)
+
     def embed(self, x: Tensor) -> Tensor:
-        """(B, C, H, W) image at the spec's size -> (B, 1 + N, D) tokens with positions."""
+        """(B, C, H, W) image at the model's size -> (B, 1 + N, D) tokens with positions."""
         if not torch.jit.is_scripting():
-            check_input_size(x, self.img_size,
-                             self.pretrained_cfg.get("architecture") or type(self).__name__)
+            check_input_size(x, self.img_size, self.name)
         x = self.patch_embed(x)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
         return self.pos_drop(x)
@@ -243,7 +263,7 @@ class KAT(TokenHeadModel):
 
 def build(spec) -> KAT:
     return KAT(spec.arch, num_classes=spec.data.num_classes, in_chans=spec.data.in_chans,
-               img_size=tuple(spec.data.input_size[1:]))
+               img_size=tuple(spec.data.input_size[1:]), name=spec.name)
 
 
 def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:

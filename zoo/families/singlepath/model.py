@@ -37,7 +37,7 @@ class SinglePathNAS(EfficientNet, ZooModel):
             act_layer=get_act_layer(arch.act_layer),
             norm_layer=partial(nn.BatchNorm2d, eps=arch.bn_eps, momentum=arch.bn_momentum),
             drop_rate=arch.drop_rate, drop_path_rate=arch.drop_path_rate,
-            global_pool=arch.global_pool)
+            global_pool=arch.global_pool, output_stride=arch.output_stride)
         self.in_chans = in_chans
 
 

@@ -352,6 +352,34 @@ class SReT(ZooModel):
 
     # -- timm API -------------------------------------------------------------------------------
     @torch.jit.ignore
+    def set_input_size(self, img_size=None, patch_size=None) -> None:
+        """Take ``img_size`` images from now on (multiples of 32 whose stage token counts the
+        slices divide): the positional embedding grid is resampled bicubically, as
+        ``dynamic_img_size`` does at every forward."""
+        if patch_size is not None:
+            raise ValueError("SReT's convolutional stem has no patch size to change")
+        if img_size is None:
+            return
+        h, w = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        if h % 32 or w % 32:
+            raise InputShapeError(f"{self.name}: input size {h}x{w} must be a multiple of 32 "
+                                  "(stem stride 8, two stride-2 poolings)")
+        for i, stage in enumerate(self.stages):
+            n = (h // STEM_STRIDE >> i) * (w // STEM_STRIDE >> i)
+            if n % stage.groups or n % stage.recursive_groups:
+                raise InputShapeError(f"{self.name}: stage {i} slices its {n} tokens at {h}x{w} "
+                                      f"into {stage.groups} / {stage.recursive_groups} groups, "
+                                      "which must divide them")
+        grid = (h // STEM_STRIDE, w // STEM_STRIDE)
+        if grid != self.grid_size:
+            with torch.no_grad():
+                pos = F.interpolate(self.pos_embed, size=grid, mode="bicubic",
+                                    align_corners=False)
+            self.pos_embed = nn.Parameter(pos, requires_grad=self.pos_embed.requires_grad)
+        self.img_size, self.grid_size = (h, w), grid
+        self._input_size_changed(self.img_size)
+
+    @torch.jit.ignore
     def forward_intermediates(
             self, x: Tensor, indices: IndicesT = None, norm: bool = False,
             stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False,

@@ -130,7 +130,8 @@ def build(spec) -> TimmArchModel:
 
     _check_architecture(spec)
     arch = spec.arch
-    extra = {} if arch.global_pool is None else {"global_pool": arch.global_pool}
+    extra = {k: getattr(arch, k) for k in ("global_pool", "output_stride")
+             if getattr(arch, k) is not None}
     try:
         inner = timm.create_model(arch.timm_model, pretrained=False,
                                   num_classes=spec.data.num_classes, in_chans=spec.data.in_chans,
