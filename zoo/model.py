@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from timm.layers import register_notrace_function
-from timm.models import checkpoint, checkpoint_seq
+from timm.models import checkpoint
 from timm.models._features import feature_take_indices
 from torch import nn
 
@@ -229,7 +229,8 @@ class StepChainModel(ZooModel):
     stopping after the deepest one asked for) and ``prune_intermediate_layers`` (the steps after
     the deepest kept level become ``nn.Identity``, so ``forward_features`` ends there; the head is
     removed with ``reset_classifier(0, '')`` plus :meth:`prune_head_extras`).  Steps run under
-    gradient checkpointing when it is on (``set_grad_checkpointing``), except the first.
+    gradient checkpointing when it is on (``set_grad_checkpointing``), each as a whole, except
+    the first.
     """
 
     @torch.jit.ignore
@@ -257,9 +258,10 @@ class StepChainModel(ZooModel):
                            f"{names}") from None
 
     def _run_step(self, i: int, step: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        # a step is recomputed as a whole: steps start with a conv, while checkpointing the
+        # in-place activations inside them one by one would modify inputs saved for recompute
         if self.grad_checkpointing and i > 0 and not torch.jit.is_scripting():
-            return checkpoint_seq(step, x) if isinstance(step, nn.Sequential) \
-                else checkpoint(step, x)
+            return checkpoint(step, x)
         return step(x)
 
     def run_steps(self, x: torch.Tensor) -> torch.Tensor:

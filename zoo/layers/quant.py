@@ -221,7 +221,7 @@ def dequantize_weight(kind: str, bits: int, k: torch.Tensor, scale: torch.Tensor
         return statsq_dequantize(k, scale, bits)
     if kind == "lsq":
         return lsq_dequantize(k, scale)
-    raise ValueError(f"unknown weight quantizer {kind!r}")
+    raise ValueError("unknown weight quantizer '" + kind + "'")
 
 
 def make_weight_quantizer(kind: str, bits: int, out_features: int) -> "WeightQuantizer":

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
 from timm.models.vision_transformer import Attention
 from torch import nn
-from torch.fx._symbolic_trace import is_fx_tracing
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
 from zoo.layers.quant import (LearnableBias, LSQQuantizer, LSQWeightQuantizer, StatsQuantizer,
                               WeightQuantizer, dequantize_weight, make_weight_quantizer,
@@ -74,7 +74,7 @@ class _CachedWeights(nn.Module):
     @torch.jit.ignore
     def _cached(self, name: str, sources: Iterable[torch.Tensor],
                 fn: Callable[[], torch.Tensor]) -> torch.Tensor:
-        if is_fx_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        if is_fx_symbolic_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
             return fn()  # traced/compiled graphs recompute (they cannot hold this cache)
         sources = list(sources)
         if self.training or any(t.is_meta for t in sources) or (
@@ -127,16 +127,22 @@ class PackedWeight(_CachedWeights):
                 "scale": scale.detach().reshape(-1).clone()}
 
     def _dequantize(self) -> torch.Tensor:
-        k = unpack_bits(self.codes, self.bits, math.prod(self.shape)) + self.k_min
+        numel = 1
+        for d in self.shape:
+            numel *= d
+        k = unpack_bits(self.codes, self.bits, numel) + self.k_min
         k = k.to(self.scale.dtype).view(self.shape)
-        scale = self.scale.view(-1, *([1] * (len(self.shape) - 1)))
+        scale = self.scale.view([-1] + [1] * (len(self.shape) - 1))
         return dequantize_weight(self.kind, self.bits, k, scale)
 
-    @torch.jit.ignore  # bit unpacking stays Python (a scripted packed model calls back into it)
     def forward(self) -> torch.Tensor:
-        if self.codes.is_meta:
-            return torch.empty(self.shape, dtype=self.scale.dtype, device="meta")
-        return self._cached("w", [self.codes, self.scale], self._dequantize)
+        if torch.jit.is_scripting():
+            w = self._dequantize()
+        elif self.codes.is_meta:
+            w = torch.empty(self.shape, dtype=self.scale.dtype, device="meta")
+        else:
+            w = self._cached("w", [self.codes, self.scale], self._dequantize)
+        return w
 
     def extra_repr(self) -> str:
         return f"{self.kind}, bits={self.bits}, shape={self.shape}"
@@ -501,7 +507,7 @@ class OFQDeiT(TokenHeadModel):
         self.num_features = self.head_hidden_size = self.embed_dim = arch.embed_dim
         self.in_chans = in_chans
         self.img_size = (arch.img_size, arch.img_size)
-        self.global_pool = "token"
+        self.global_pool = arch.global_pool
         self.num_prefix_tokens = 2 if arch.distilled else 1
         self.distilled_training = False
         self.feature_info = vit_feature_info(arch.depth, arch.embed_dim, arch.patch_size)
