@@ -53,7 +53,8 @@ def test_golden_param_count(path: Path) -> None:
     if sum(t.numel() for t in converted.values()) < reference_numel:
         pytest.skip(f"{g['model']}: the vector's reference checkpoint is a larger model "
                     "(e.g. a supernet); the child's own count is checked in its family tests")
-    assert zoo.measure.count_params(model) == g["num_params"]
+    # as_original: also constant buffers the original holds as frozen parameters (OFQ clip_val)
+    assert zoo.measure.count_params(model, as_original=True) == g["num_params"]
 
 
 def test_every_shared_golden_file_is_copied() -> None:

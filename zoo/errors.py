@@ -28,6 +28,10 @@ class SpecError(ZooError, ValueError):
         super().__init__(text)
 
 
+class UnknownArgumentError(ZooError, TypeError):
+    """``zoo.create`` / ``timm.create_model`` got a keyword argument the model does not take."""
+
+
 class UnknownModelError(ZooError, KeyError):
     """A model (or weights tag) name that no spec declares; suggests close matches."""
 

@@ -104,9 +104,6 @@ def _entrypoint(name: str):
         if not pretrained:
             weights = None
         full = f"{name}.{tag}" if tag else name
-        img_size = kwargs.pop("img_size", None)
-        if img_size is not None:
-            kwargs["img_size"] = img_size
         return create(full, pretrained=pretrained, weights=weights, **kwargs)
 
     fn.__name__ = fn.__qualname__ = name

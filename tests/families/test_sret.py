@@ -17,7 +17,7 @@ from tests import golden as G
 from zoo.build import build_model
 from zoo.loading import load_into
 from zoo.errors import CheckpointError, InputShapeError, SpecError
-from zoo.families.sret.model import GroupAttention, SReTStage
+from zoo.families.sret.model import GroupAttention, SReTStage, add_pos_embed
 from zoo.measure import count_macs, count_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,9 +174,9 @@ def test_schedule_and_recursive_flags_follow_upstream(monkeypatch: pytest.Monkey
              for i, b in enumerate(st.blocks)}
     original = GroupAttention.forward
 
-    def spy(self, x, num_groups=1, permute=False, perm_source=None):
+    def spy(self, x, num_groups=1, permute=False, generator=None):
         calls.append((*owner[id(self)], num_groups, permute))
-        return original(self, x, num_groups, permute, perm_source)
+        return original(self, x, num_groups, permute, generator)
 
     monkeypatch.setattr(GroupAttention, "forward", spy)
     with torch.no_grad():
@@ -266,8 +266,8 @@ def test_other_input_sizes_raise() -> None:
 def test_dynamic_img_size_resamples_pos_embed_on_request() -> None:
     dynamic = _loaded("sret_t", token_permutation="seeded", dynamic_img_size=True)
     z = torch.randn(1, 64, 28, 28)
-    torch.testing.assert_close(dynamic._pos_embed(z), z + dynamic.pos_embed, rtol=0, atol=0)
-    resampled = dynamic._pos_embed(torch.zeros(1, 64, 12, 16))
+    torch.testing.assert_close(add_pos_embed(z, dynamic.pos_embed), z + dynamic.pos_embed, rtol=0, atol=0)
+    resampled = add_pos_embed(torch.zeros(1, 64, 12, 16), dynamic.pos_embed)
     assert resampled.shape == (1, 64, 12, 16) and resampled.abs().sum() > 0
     with torch.no_grad():
         assert dynamic.forward_features(torch.randn(1, 3, 96, 128)).shape == (1, 256, 3, 4)

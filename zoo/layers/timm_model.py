@@ -8,14 +8,13 @@ feature maps are NHWC (Swin: ``output_fmt == "NHWC"``) ``forward_features`` retu
 permuted to NCHW and ``forward_head`` permutes them back (views of the same memory: the head
 computes exactly what timm's does).
 """
-from __future__ import annotations
+from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
-from typing import Any
-
+import torch
 from torch import Tensor, nn
 
 from zoo.errors import SpecError
-from zoo.model import ZooModel
+from zoo.model import IndicesT, ZooModel
 
 PREFIX = "model."
 
@@ -24,25 +23,27 @@ class TimmModel(ZooModel):
     """A timm model with zoo's metadata.  ``num_features`` are the channels ``forward_features``
     returns; ``head_hidden_size`` the width of the pooled pre-logits features (they differ for
     models with layers after pooling, e.g. MobileNetV3's conv head: 576 vs 1024, VGG's MLP:
-    512 vs 4096)."""
+    512 vs 4096).  timm's feature API (``forward_intermediates``,
+    ``prune_intermediate_layers``, gradient checkpointing, ``group_matcher``,
+    ``no_weight_decay``) is the timm model's, its names under the ``model.`` prefix."""
 
-    model: Any  # a timm model: its API (forward_features, num_features, ...) is not typed
-
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, in_chans: int = 3) -> None:
         super().__init__()
         self.model = model
+        self.in_chans = in_chans
         self.nhwc = getattr(model, "output_fmt", "NCHW") == "NHWC"
+        self._sync()
+        self.feature_info = timm_feature_info(model)
+        # zoo's feature maps are NCHW: NHWC stages (Swin) and token sequences (ViT blocks, whose
+        # timm models have num_prefix_tokens) come out NCHW only through timm's
+        # forward_intermediates (feature_cls='getter', the default), not through forward hooks
+        self.hookable_features = not (self.nhwc or hasattr(model, "num_prefix_tokens"))
+
+    def _sync(self) -> None:
+        """Widths and class count as the inner model has them now."""
         self.num_classes = int(self.model.num_classes)
         self.num_features = int(self.model.num_features)
-        self.head_hidden_size = int(getattr(model, "head_hidden_size", self.num_features))
-        # zoo's feature maps are NCHW: NHWC stages (Swin) and token sequences (ViT blocks, whose
-        # timm models have num_prefix_tokens) are not exposed through forward hooks
-        tokens = hasattr(model, "num_prefix_tokens")
-        self.feature_info = [] if self.nhwc or tokens else timm_feature_info(model)
-        if self.nhwc or tokens:
-            what = "NHWC stage outputs" if self.nhwc else "token sequences"
-            self.features_only_hint = (f"timm's {what} are not zoo's NCHW feature maps; use "
-                                       "model.model.forward_intermediates()")
+        self.head_hidden_size = int(getattr(self.model, "head_hidden_size", self.num_features))
 
     def _to_nchw(self, x: Tensor) -> Tensor:
         return x.permute(0, 3, 1, 2) if self.nhwc and x.ndim == 4 else x
@@ -58,21 +59,51 @@ class TimmModel(ZooModel):
     def forward(self, x: Tensor) -> Tensor:
         return self._to_nchw(self.model(x))
 
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.model.get_classifier()
 
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         if global_pool is None:
             self.model.reset_classifier(num_classes)
         else:
             self.model.reset_classifier(num_classes, global_pool)
-        self.num_classes = num_classes
-        self.head_hidden_size = int(getattr(self.model, "head_hidden_size", self.num_features))
+        self._sync()
 
+    @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
         self.model.set_grad_checkpointing(enable)
 
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+    @torch.jit.ignore
+    def forward_intermediates(
+            self, x: Tensor, indices: IndicesT = None, norm: bool = False,
+            stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False,
+    ) -> Union[List[Tensor], Tuple[Tensor, List[Tensor]]]:
+        """The timm model's own ``forward_intermediates`` (same levels as ``feature_info``)."""
+        out = self.model.forward_intermediates(
+            x, indices=indices, norm=norm, stop_early=stop_early, output_fmt=output_fmt,
+            intermediates_only=intermediates_only)
+        if intermediates_only:
+            return out
+        final, intermediates = out
+        return self._to_nchw(final), intermediates
+
+    @torch.jit.ignore
+    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1,
+                                  prune_norm: bool = False, prune_head: bool = True) -> List[int]:
+        take = self.model.prune_intermediate_layers(indices, prune_norm=prune_norm,
+                                                    prune_head=prune_head)
+        self._sync()
+        return take
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> Set[str]:
+        inner = getattr(self.model, "no_weight_decay", None)
+        return {PREFIX + n for n in inner()} if callable(inner) else set()
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
         """timm's matcher of the inner model, its patterns moved under the ``model.`` prefix."""
         def shift(pattern: Any) -> Any:
             if isinstance(pattern, str):  # (?:...) keeps alternations ("^conv1|bn1") anchored
@@ -120,8 +151,10 @@ def create_timm(spec, *, num_classes: int, drop_rate: float = 0.0) -> nn.Module:
 
     arch = spec.arch
     check_timm_architecture(arch.timm_model, spec.name)
-    # stochastic depth only where asked for: some architectures (VGG) have no such argument
-    extra = {"drop_path_rate": arch.drop_path_rate} if arch.drop_path_rate else {}
+    # stochastic depth, pooling and dilation only where asked for: some architectures (VGG)
+    # have no such argument
+    extra = {k: getattr(arch, k) for k in ("drop_path_rate", "global_pool", "output_stride")
+             if getattr(arch, k) not in (None, 0.0)}
     try:
         return timm.create_model(arch.timm_model, pretrained=False, num_classes=num_classes,
                                  in_chans=spec.data.in_chans, drop_rate=drop_rate,

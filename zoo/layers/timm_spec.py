@@ -7,6 +7,8 @@ the spec's data section, and weights only ever come from zoo's registry.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from zoo.spec import ArchBase
@@ -16,7 +18,7 @@ Scalar = bool | int | float | str
 # Arguments zoo sets itself (from the spec's data section) or that would load foreign weights.
 RESERVED_ARGS = frozenset({"pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "num_classes",
                            "in_chans", "checkpoint_path", "cache_dir", "drop_rate",
-                           "drop_path_rate", "features_only", "scriptable", "exportable",
+                           "drop_path_rate", "global_pool", "output_stride", "features_only", "scriptable", "exportable",
                            "no_jit", "pretrained_strict"})
 
 
@@ -27,9 +29,14 @@ class TimmArchFields(ArchBase):
                             description="a timm built-in architecture name (timm.list_models()), "
                             "without pretrained tag")
     drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description="stochastic depth")
+    global_pool: str | None = Field(None, description="timm's global_pool argument of the "
+                                    "architecture (None: its default; '' no pooling)")
+    output_stride: Literal[8, 16, 32] | None = Field(
+        None, description="timm's output_stride argument (dilated later stages), for "
+        "architectures that take it; None: the architecture's own (32)")
     model_args: dict[str, Scalar] = Field(
         default_factory=dict, description="further keyword arguments of the timm constructor "
-        "(e.g. global_pool, act_layer); scalars only")
+        "(e.g. act_layer); scalars only")
 
     @field_validator("model_args")
     @classmethod

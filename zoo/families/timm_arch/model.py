@@ -33,7 +33,7 @@ def build(spec) -> TimmArchModel:
     _check_fixed_size(inner, spec)
     if arch.stage_alias is not None:
         _check_stage_depths(inner, arch.stage_alias, spec.name)
-    return TimmArchModel(inner)
+    return TimmArchModel(inner, in_chans=spec.data.in_chans)
 
 
 def _set_layer_norm_eps(model: nn.Module, eps: float, name: str) -> None:
