@@ -38,7 +38,7 @@ def test_info_measures_against_the_paper() -> None:
     assert "measured" in out and "reported" in out
     params_line = next(line for line in out.splitlines() if line.startswith("params:"))
     assert "5.75M" in params_line
-    assert "simplenetv1_5m_m1.in1k" in out and "zoo convert" in out
+    assert "simplenetv1_5m_m1.in1k" in out and "zoo fetch simplenetv1_5m_m1.in1k" in out
 
 
 def test_info_json_is_the_resolved_spec() -> None:

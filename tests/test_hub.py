@@ -170,6 +170,61 @@ def test_damaged_cached_file_is_refused_by_hash_and_fetched_again(hub, publish, 
     assert hub.count("GET", record.hub.repo_id, record.hub.filename) == 2
 
 
+def _edit_in_place(blob: Path, *, keep_mtime: bool) -> bytes:
+    """Flip one byte of a cached blob, size unchanged; its mtime then moves on by a second (an
+    ordinary edit, made explicit: file systems with coarse timestamps may not move it), or is
+    put back exactly (``keep_mtime``).  Returns the new bytes."""
+    before = blob.stat()
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    os.chmod(blob, 0o644)
+    blob.write_bytes(bytes(data))
+    mtime = before.st_mtime_ns if keep_mtime else before.st_mtime_ns + 1_000_000_000
+    os.utime(blob, ns=(before.st_atime_ns, mtime))
+    assert blob.stat().st_size == before.st_size
+    return bytes(data)
+
+
+def test_cached_file_edited_in_place_after_a_verified_load_is_caught(hub, publish,
+                                                                      source) -> None:
+    """After a verified load (which stamps the blob with its sha256, size and mtime), an edit
+    of the cached file that keeps its size but changes its mtime is re-hashed and refused on
+    the next load, which then fetches the file again."""
+    record = publish(TAG, source.state_dict())
+    zoo.create(TAG, pretrained=True)  # downloaded, verified, stamped
+    where = (record.hub.repo_id, record.hub.filename, record.hub.revision)
+    blob = cached_hub_file(*where).resolve()
+    assert blob.with_name(blob.name + ".zoo-sha256").exists()
+    edited = _edit_in_place(blob, keep_mtime=False)
+    with pytest.raises(ChecksumMismatchError) as err:
+        zoo.create(TAG, pretrained=True)
+    assert err.value.expected == record.hub.sha256
+    assert err.value.actual == hashlib.sha256(edited).hexdigest()
+    assert cached_hub_file(*where) is None
+    assert torch.equal(_out(zoo.create(TAG, pretrained=True)), _out(source))
+    assert hub.count("GET", record.hub.repo_id, record.hub.filename) == 2
+
+
+def test_in_place_edit_keeping_size_and_mtime_is_caught_by_zoo_verify(hub, publish,
+                                                                      source) -> None:
+    """A load trusts the stamp of an unchanged (sha256, size, mtime) -- a documented limit
+    (docs/security.md); `zoo verify` re-hashes every cached file regardless, finds the edit,
+    removes the file, and the next load fetches it again."""
+    from zoo.publish.verify import verify_tag
+
+    record = publish(TAG, source.state_dict())
+    zoo.create(TAG, pretrained=True)
+    where = (record.hub.repo_id, record.hub.filename, record.hub.revision)
+    blob = cached_hub_file(*where).resolve()
+    _edit_in_place(blob, keep_mtime=True)
+    status, detail = verify_tag(TAG)
+    assert status == "corrupt" and record.hub.sha256 in detail
+    assert cached_hub_file(*where) is None and not blob.exists()
+    assert torch.equal(_out(zoo.create(TAG, pretrained=True)), _out(source))
+    assert hub.count("GET", record.hub.repo_id, record.hub.filename) == 2
+    assert verify_tag(TAG)[0] == "ok"
+
+
 def test_size_mismatch_is_refused_before_downloading(hub, publish, source, monkeypatch) -> None:
     from zoo.registry import registry
 

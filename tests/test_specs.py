@@ -268,3 +268,50 @@ def test_file_schema_accepts_every_shipped_spec_file_and_flags_mistakes() -> Non
     for bad in bad_cases:
         assert list(validator.iter_errors(bad)), bad
 
+
+
+@pytest.mark.parametrize("key, value", [("extends", "base"), ("name", "other")])
+def test_defaults_cannot_hold_extends_or_name(key: str, value: str) -> None:
+    """`extends` (or `name`) under `defaults` would apply to every model of the file, or be
+    silently ignored: either way a mistake, refused when the file is read, naming the key."""
+    doc = {"defaults": {"family": "simplenet", key: value},
+           "models": {"base": {k: v for k, v in SIMPLE.items() if k != "family"},
+                      "child": {"arch": {"scale": 2.0}}}}
+    with pytest.raises(SpecError) as info:
+        Catalog().add_document(doc, "test.yaml")
+    text = str(info.value)
+    assert "`defaults`" in text and f"`{key}`" in text and "test.yaml" in text
+
+
+# -- Probability: 0 <= p < 1 (a drop rate of 1 drops everything) ------------------------------------
+
+@pytest.mark.parametrize("value, ok", [
+    (0.0, True), (-0.0, True), (1e-12, True), (0.5, True), (0.9999, True),
+    (1.0, False), (1.0001, False), (-0.0001, False), (-1.0, False),
+    (float("nan"), False), (float("inf"), False), (float("-inf"), False),
+])
+def test_probability_bounds(value: float, ok: bool) -> None:
+    from zoo.spec import Probability, StrictModel
+
+    class Rates(StrictModel):
+        p: Probability
+
+    if ok:
+        assert Rates(p=value).p == value
+    else:
+        with pytest.raises(ValueError):
+            Rates(p=value)
+
+
+@pytest.mark.parametrize("value, ok", [(0.0, True), (0.9999, True), (1.0, False),
+                                       (-0.0001, False)])
+def test_probability_field_of_a_family_spec(value: float, ok: bool) -> None:
+    """A family field typed Probability (DeepMAD's drop_rate): the boundary as a SpecError
+    naming the field."""
+    spec = zoo.get_spec(zoo.list_models(family="deepmad")[0])
+    if ok:
+        assert spec.with_overrides(drop_rate=value).arch.drop_rate == value
+    else:
+        with pytest.raises(SpecError) as info:
+            spec.with_overrides(drop_rate=value)
+        assert any(p.startswith("arch.drop_rate") for p in info.value.problems)

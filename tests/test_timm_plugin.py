@@ -1,14 +1,20 @@
 """The timm plug-in: zoo's models in timm's registry, never shadowing timm's own."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import subprocess
 import sys
+import types
 
 import pytest
 import timm
 import torch
+from safetensors.torch import save_file
+from torch import nn
 
 import zoo
+from tests.hubfixtures import safetensors_bytes
 from zoo import timm_plugin
 
 
@@ -32,8 +38,8 @@ def test_zoo_never_overwrites_a_timm_builtin() -> None:
             assert _model_to_module[name] != "zoo"   # timm's own entry survived
         else:
             assert _model_to_module[name] == "zoo"
-    # every timm built-in still maps to its own module
-    builtin = [n for n, m in _model_to_module.items() if m != "zoo"]
+    # every timm built-in still maps to its own module (zoo_hub: self-describing repos' models)
+    builtin = [n for n, m in _model_to_module.items() if m not in ("zoo", "zoo_hub")]
     assert builtin and all(_model_entrypoints[n].__module__.startswith("timm.") for n in builtin)
 
 
@@ -138,3 +144,238 @@ def test_specs_registered_at_run_time_join_timm_without_shadowing_it() -> None:
               "user_timm_tiny" in zoo_models)
         """)
     assert out.splitlines() == ["timm.models.resnet SimpleNet True False", "SimpleNet True"]
+
+
+# -- entry points: `pretrained`, tags and pretrained_cfg exactly as timm's own ---------------------
+# Every call below goes to two models: a timm-native one (timm's own build_model_with_cfg,
+# registered for the test) and a zoo model, each with weights tags a_in1k (the default, first in
+# registry order) and b_in1k published on the Hub emulator.  Each call starts with empty caches,
+# so the emulator's log shows which tag's file is downloaded (or none); the model's tensors show
+# which weights were loaded.  zoo's entry point must behave as timm's own does.
+
+TWIN = "zoo_test_timm_native"
+SMALL = "simplenetv1_small_m1_05"
+TAGS = ("a_in1k", "b_in1k")
+
+
+class _TimmNative(nn.Module):
+    """The smallest model timm's builder takes: a first conv and a classifier."""
+
+    def __init__(self, num_classes: int = 1000, in_chans: int = 3, **kwargs) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.conv = nn.Conv2d(in_chans, 4, 1)
+        self.fc = nn.Linear(4, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).mean((2, 3)))
+
+
+@pytest.fixture
+def timm_registry():
+    """timm's model registry (its module-level dicts and sets), restored after the test."""
+    from timm.models import _registry
+
+    saved = {n: copy.deepcopy(v) for n, v in vars(_registry).items()
+             if n.startswith(("_model", "_module", "_deprecated")) and isinstance(v, (dict, set))}
+    assert "_model_entrypoints" in saved and "_model_pretrained_cfgs" in saved
+    yield _registry
+    for n, v in saved.items():
+        current = getattr(_registry, n)
+        current.clear()
+        current.update(v)
+
+
+@pytest.fixture
+def two_tags(hub, publish, timm_registry, monkeypatch, tmp_path):
+    """{model: ({tag: first tensor of its weights}, {repo_id: tag})} for TWIN and SMALL."""
+    from timm.models import build_model_with_cfg, generate_default_cfgs
+
+    first: dict[str, dict[str, torch.Tensor]] = {TWIN: {}, SMALL: {}}
+    repos: dict[str, dict[str, str]] = {TWIN: {}, SMALL: {}}
+    cfgs = {}
+    for i, tag in enumerate(TAGS):
+        torch.manual_seed(i)
+        native = _TimmNative().state_dict()
+        repo = f"zoo-test-native/{TWIN}.{tag}"
+        hub.add_file(repo, "model.safetensors", safetensors_bytes(native))
+        cfgs[f"{TWIN}.{tag}"] = {"hf_hub_id": repo, "first_conv": "conv", "classifier": "fc"}
+        first[TWIN][tag], repos[TWIN][repo] = native["conv.weight"], tag
+        torch.manual_seed(i)
+        ours = zoo.create(SMALL).state_dict()
+        record = publish(f"{SMALL}.{tag}", ours)
+        first[SMALL][tag] = next(iter(ours.values()))
+        repos[SMALL][record.hub.repo_id] = tag
+        save_file(ours, str(tmp_path / f"{SMALL}.{tag}.safetensors"))
+        save_file(native, str(tmp_path / f"{TWIN}.{tag}.safetensors"))
+
+    host = types.ModuleType("zoo_test_timm_native_models")
+    host.default_cfgs = generate_default_cfgs(cfgs)
+
+    def entrypoint(pretrained: bool = False, **kwargs):
+        return build_model_with_cfg(_TimmNative, TWIN, pretrained, **kwargs)
+
+    entrypoint.__name__ = TWIN
+    entrypoint.__module__ = host.__name__
+    monkeypatch.setitem(sys.modules, host.__name__, host)
+    timm.models.register_model(entrypoint)
+    return first, repos, tmp_path
+
+
+def _fresh_caches(hub, monkeypatch, root) -> None:
+    from tests.hubfixtures import hub_settings, patch_hf_constants
+
+    env = hub_settings(hub, root)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    patch_hf_constants(monkeypatch, env)
+
+
+def _pretrained_cfg_of(name: str, tag: str, kind: str):
+    """The cfg of ``name.tag`` as a user would pass it: timm's registered PretrainedCfg, or the
+    dict a model built with that tag holds."""
+    from timm.models import PretrainedCfg
+
+    cfg = dict(timm.create_model(f"{name}.{tag}").pretrained_cfg)
+    if kind == "dict":
+        return cfg
+    if kind == "hf-hub":
+        return {**cfg, "source": "hf-hub"}
+    fields = {f.name for f in dataclasses.fields(PretrainedCfg)}
+    return PretrainedCfg(**{k: v for k, v in cfg.items() if k in fields})
+
+
+# (id, name suffix, pretrained, pretrained_cfg, pretrained_cfg_overlay); "cfg:<kind>:<tag>" is
+# _pretrained_cfg_of(model, tag, kind), "repo:<tag>" the tag's Hub repo, "file:<tag>" a local
+# safetensors copy of the tag's weights
+CALLS = [
+    ("plain", "", False, None, None),
+    ("plain-pretrained", "", True, None, None),
+    ("name-tag", ".b_in1k", True, None, None),
+    ("name-tag-not-pretrained", ".b_in1k", False, None, None),
+    ("str-tag", "", True, "b_in1k", None),
+    ("str-tag-beats-name-tag", ".a_in1k", True, "b_in1k", None),
+    ("dict-tag", "", True, "cfg:dict:b_in1k", None),
+    ("pretrainedcfg-tag", "", True, "cfg:obj:b_in1k", None),
+    ("dict-tag-beats-name-tag", ".a_in1k", True, "cfg:dict:b_in1k", None),
+    ("pretrainedcfg-not-pretrained", ".a_in1k", False, "cfg:obj:b_in1k", None),
+    ("dict-not-pretrained", "", False, "cfg:dict:b_in1k", None),
+    ("hf-hub-source", "", True, "cfg:hf-hub:b_in1k", None),
+    ("hf-hub-source-not-pretrained", "", False, "cfg:hf-hub:b_in1k", None),
+    ("dict-hub-id", "", True, {"hf_hub_id": "repo:b_in1k"}, None),
+    ("overlay-hub-id", ".a_in1k", True, None, {"hf_hub_id": "repo:b_in1k"}),
+    ("overlay-file", ".b_in1k", True, None, {"file": "file:a_in1k"}),
+    ("overlay-file-not-pretrained", "", False, None, {"file": "file:b_in1k"}),
+]
+
+
+# calls where the model's pretrained_cfg["tag"] may differ (the weights may not)
+UNTAGGED_CFG = {"plain", "hf-hub-source", "hf-hub-source-not-pretrained", "overlay-hub-id",
+                "overlay-file", "overlay-file-not-pretrained"}
+
+
+def _resolve(value, name: str, repos: dict[str, str], root):
+    if isinstance(value, dict):
+        return {k: _resolve(v, name, repos, root) for k, v in value.items()}
+    if isinstance(value, str) and value.startswith("cfg:"):
+        _, kind, tag = value.split(":")
+        return _pretrained_cfg_of(name, tag, kind)
+    if isinstance(value, str) and value.startswith("repo:"):
+        return next(r for r, t in repos.items() if t == value[5:])
+    if isinstance(value, str) and value.startswith("file:"):
+        return str(root / f"{name}.{value[5:]}.safetensors")
+    return value
+
+
+def _observe(hub, monkeypatch, root, name, call, first, repos):
+    """(tags whose Hub file was downloaded, tag whose weights the model holds, cfg tag) or the
+    error's type, for one timm.create_model call on ``name``."""
+    key, suffix, pretrained, cfg, overlay = call
+    cfg = _resolve(cfg, name, repos, root)
+    overlay = _resolve(overlay, name, repos, root)
+    _fresh_caches(hub, monkeypatch, root / f"{name}-{key}")
+    hub.reset_log()
+    try:
+        model = timm.create_model(name + suffix, pretrained=pretrained, pretrained_cfg=cfg,
+                                  pretrained_cfg_overlay=overlay)
+    except Exception as e:  # noqa: BLE001 -- compared with timm's own outcome
+        return "error", type(e).__name__
+    fetched = sorted({repos.get(r.repo_id, r.repo_id) for r in hub.requests
+                      if r.method == "GET" and r.filename and r.status in (200, 206)})
+    tensor = next(iter(model.state_dict().values()))
+    held = [t for t, w in first.items() if torch.equal(tensor, w)]
+    return fetched, held, model.pretrained_cfg.get("tag") or ""
+
+
+@pytest.mark.parametrize("call", CALLS, ids=[c[0] for c in CALLS])
+def test_entry_point_loads_what_timms_own_would(two_tags, hub, monkeypatch, call) -> None:
+    first, repos, root = two_tags
+    native = _observe(hub, monkeypatch, root, TWIN, call, first[TWIN], repos[TWIN])
+    ours = _observe(hub, monkeypatch, root, SMALL, call, first[SMALL], repos[SMALL])
+    assert native[0] != "error", f"{call[0]}: not a valid timm call: {native}"
+    if call[0] in UNTAGGED_CFG:
+        # timm's model carries the cfg of its default tag (no tag was asked for), or of the tag
+        # whose registered weights it replaced; zoo's names the registry tag it loaded, if any
+        native, ours = native[:2], ours[:2]
+    assert ours == native, f"{call[0]}: zoo {ours} != timm's own {native}"
+    if not call[2]:
+        assert ours[0] == [] and ours[1] == [], "pretrained=False must load nothing"
+
+
+# -- data config: what timm's data pipeline reads is the spec's --------------------------------------
+
+DATA_FIELDS = ("input_size", "mean", "std", "crop_pct", "crop_mode", "interpolation")
+
+
+def _data_fields(cfg) -> dict:
+    return {k: tuple(cfg[k]) if isinstance(cfg[k], (list, tuple)) else cfg[k] for k in DATA_FIELDS}
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_pretrained_cfg_and_resolved_data_config_are_the_specs(name: str) -> None:
+    """timm.create_model(name).pretrained_cfg, timm.data.resolve_data_config(model=...) and
+    timm's registered cfg of every weights tag carry the spec's data config (built with the
+    parameters on meta: nothing here depends on weights)."""
+    from timm.models import get_pretrained_cfg
+
+    from zoo.loading import parameters_on_meta
+    from zoo.registry import registry
+
+    d = zoo.get_spec(name).data
+    want = {"input_size": tuple(d.input_size), "mean": tuple(d.mean), "std": tuple(d.std),
+            "crop_pct": d.crop_pct, "crop_mode": d.crop_mode, "interpolation": d.interpolation}
+    in_timm = name not in timm_plugin.skipped  # else timm's own model of that name
+    with parameters_on_meta():
+        model = timm.create_model(name) if in_timm else zoo.create(name)
+    cfg = model.pretrained_cfg
+    assert _data_fields(cfg) == want
+    assert (cfg["num_classes"], cfg["first_conv"], cfg["classifier"], cfg["fixed_input_size"]) \
+        == (d.num_classes, d.first_conv, d.classifier, d.fixed_input_size)
+    assert _data_fields(timm.data.resolve_data_config(model=model)) == want
+    tags = registry().tags_of(name) if in_timm else []
+    for full in tags or ([name] if in_timm else []):
+        registered = get_pretrained_cfg(full).to_dict()
+        assert _data_fields(registered) == want, full
+        assert _data_fields(timm.data.resolve_data_config(pretrained_cfg=registered)) == want, full
+
+
+def test_pretrained_cfg_carries_every_data_field() -> None:
+    """A spec whose data config differs from timm's defaults in every field (the shipped specs
+    share most values, e.g. crop_mode 'center'): each reaches pretrained_cfg and timm's
+    resolved data config unchanged."""
+    from zoo.build import set_pretrained_cfg
+
+    spec = zoo.get_spec(SMALL)
+    data = spec.data.model_copy(update={
+        "input_size": (3, 96, 112), "mean": (0.1, 0.2, 0.3), "std": (0.4, 0.5, 0.6),
+        "crop_pct": 0.55, "crop_mode": "squash", "interpolation": "nearest",
+        "fixed_input_size": True, "num_classes": 7})
+    odd = spec.model_copy(update={"data": data})
+    want = {"input_size": (3, 96, 112), "mean": (0.1, 0.2, 0.3), "std": (0.4, 0.5, 0.6),
+            "crop_pct": 0.55, "crop_mode": "squash", "interpolation": "nearest"}
+    model = nn.Identity()
+    set_pretrained_cfg(model, odd)
+    assert _data_fields(model.pretrained_cfg) == want
+    assert model.pretrained_cfg["fixed_input_size"] is True
+    assert model.pretrained_cfg["num_classes"] == 7
+    assert _data_fields(timm.data.resolve_data_config(model=model)) == want

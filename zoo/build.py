@@ -17,13 +17,15 @@ import torch
 from torch import nn
 
 from zoo.catalog import get_spec, split_name
-from zoo.errors import CorruptWeightsError, SpecError, StateDictMismatchError, ZooError
+from zoo.errors import CorruptWeightsError, StateDictMismatchError, UnknownArgumentError
 from zoo.families import get_family
 from zoo.loading import load_into, materialize, parameters_on_meta
-from zoo.model import FeatureExtractor
+from zoo.model import complete_pretrained_cfg, features_only, set_img_size
 from zoo.pretrained_cfg import pretrained_cfg
 from zoo.spec import SpecBase
 from zoo.weights import WeightsSource, resolve_external, resolve_tag
+from zoo.weights.refs import is_hub_reference
+from zoo.weights.remote import hub_model
 from zoo.weights.resolve import is_reference
 
 log = logging.getLogger("zoo")
@@ -44,10 +46,9 @@ def build_model(spec: SpecBase, *, meta: bool = False, tag: str | None = None) -
 
 
 def set_pretrained_cfg(model: nn.Module, spec: SpecBase, tag: str | None = None) -> None:
-    cfg = pretrained_cfg(spec, tag)
-    if getattr(model, "dynamic_img_size", False):  # e.g. pos-embed interpolation asked for
-        cfg["fixed_input_size"] = False
-    setattr(model, "pretrained_cfg", cfg)  # timm's attribute, on any nn.Module
+    """timm's attribute (on any nn.Module): the spec's fields, completed from the model
+    (``pool_size``, a dynamic input size)."""
+    setattr(model, "pretrained_cfg", complete_pretrained_cfg(model, pretrained_cfg(spec, tag)))
 
 
 def convert_checkpoint(name: str | SpecBase, state_dict: Mapping[str, torch.Tensor]) -> StateDict:
@@ -105,7 +106,9 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
     """Build a zoo model by name, optionally with weights.
 
     Args:
-        name: model name, optionally with a weights tag (``"sret_s.in1k_dist"``).
+        name: model name, optionally with a weights tag (``"sret_s.in1k_dist"``), or
+            ``"hf-hub:org/repo[@revision]"``: a repo written by zoo, built from the spec its
+            config.json carries (validated; no catalog entry needed).
         pretrained: load the tag's (or the model's default tag's) registry weights.
         weights: a tag, ``"hf-hub:org/repo[@revision]"``, or a local ``.safetensors`` file or
             folder written by :func:`zoo.save_pretrained`.  Implies pretrained.
@@ -113,13 +116,24 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
         in_chans: number of input channels; a loaded first conv is adapted as timm does.
         device, dtype: where and in which floating dtype to put the model.
         overrides: architecture fields of the spec to change (validated), e.g. drop_path_rate;
-            ``features_only=True`` (with optional ``out_indices``) returns timm-style multi-scale
-            feature maps for families that declare ``feature_info``.
+            ``img_size`` (where the model can resample its positional embedding);
+            ``features_only=True`` (with optional ``out_indices``, ``feature_cls`` 'getter' /
+            'hook' / 'fx' and ``feature_cfg``) returns timm's multi-scale feature extractor
+            (:func:`zoo.model.features_only`).
+    Unknown keyword arguments raise :class:`UnknownArgumentError` (a ``TypeError``, as timm's
+    model tests expect).
     """
-    features_only = bool(overrides.pop("features_only", False))
-    out_indices = overrides.pop("out_indices", None)
-    model_name, tag = split_name(name)
-    spec = get_spec(model_name)
+    features = {k: overrides.pop(k) for k in ("features_only", "out_indices", "feature_cls",
+                                              "feature_cfg") if k in overrides}
+    img_size = overrides.pop("img_size", None)
+    if is_hub_reference(name):  # a self-describing repo: its own spec, no catalog entry
+        hub = hub_model(name)
+        spec, tag = hub.spec, None
+        if pretrained and weights is None:
+            weights = hub.ref  # the weights of the snapshot the spec came from
+    else:
+        model_name, tag = split_name(name)
+        spec = get_spec(model_name)
     _check_overrides(spec, overrides)
     source = _resolve_source(spec, tag, pretrained, weights)
     if source is not None and source.num_classes and source.num_classes != spec.data.num_classes:
@@ -153,19 +167,24 @@ def create(name: str, pretrained: bool = False, *, weights: str | Path | None = 
             own = model.state_dict()
             state_dict.update({k: own[k] for k in own if _in_classifier(k, spec)})
         load_into(model, state_dict, source.describe())
-    if features_only:
-        model = _features_only(model, spec, out_indices)
+    if img_size is not None:
+        set_img_size(model, img_size)
+    if features.pop("features_only", False):
+        cfg = dict(features.pop("feature_cfg", None) or {})
+        cfg.update(features)  # out_indices / feature_cls given directly win over feature_cfg's
+        model = features_only(model, **cfg)
     if device is not None or dtype is not None:
         model = model.to(device=device, dtype=dtype)
     return model.eval() if source is not None else model
 
 
 CREATE_ARGS = ("pretrained", "weights", "num_classes", "in_chans", "device", "dtype",
-               "features_only", "out_indices")
+               "img_size", "features_only", "out_indices", "feature_cls", "feature_cfg")
 
 
 def _check_overrides(spec: SpecBase, overrides: dict[str, Any]) -> None:
-    """Unknown keyword arguments of :func:`create` are errors that suggest the name meant."""
+    """Unknown keyword arguments of :func:`create` are a ``TypeError`` (as for any Python
+    callable) that suggests the name meant."""
     fields = sorted(type(spec.arch).model_fields)
     unknown = [k for k in overrides if k not in fields]
     if not unknown:
@@ -174,18 +193,10 @@ def _check_overrides(spec: SpecBase, overrides: dict[str, Any]) -> None:
     for key in unknown:
         close = difflib.get_close_matches(key, [*CREATE_ARGS, *fields], n=3, cutoff=0.7)
         named.append(repr(key) + (f" (did you mean {' or '.join(close)}?)" if close else ""))
-    raise SpecError(f"zoo.create({spec.name!r}): unknown argument {', '.join(named)}; it takes "
-                    f"{', '.join(CREATE_ARGS)} and the {spec.family} architecture's fields "
-                    f"({', '.join(fields)})", model=spec.name)
-
-
-def _features_only(model: nn.Module, spec: SpecBase, out_indices: Any) -> nn.Module:
-    if not getattr(model, "feature_info", None):
-        hint = getattr(model, "features_only_hint", "")
-        raise ZooError(f"{spec.name} does not support features_only: the {spec.family} family "
-                       "declares no feature_info (multi-scale feature maps) for this model"
-                       + (f"; {hint}" if hint else ""))
-    return FeatureExtractor(model, out_indices)
+    raise UnknownArgumentError(
+        f"zoo.create({spec.name!r}): unknown argument {', '.join(named)}; it takes "
+        f"{', '.join(CREATE_ARGS)} and the {spec.family} architecture's fields "
+        f"({', '.join(fields)})")
 
 
 def _materialize_classifier(model: nn.Module, spec: SpecBase) -> None:

@@ -21,7 +21,8 @@ from zoo.argtypes import ZooArgumentParser
 from zoo.errors import ZooError
 from zoo.families import family_names, get_family
 from zoo.paths import data_dir
-from zoo.registry import registry
+from zoo.registry import registry, registry_dir
+from zoo.weights.refs import is_hub_reference
 
 # Modules that add commands; each has register(subparsers) and imports torch lazily.
 _COMMAND_MODULES = ("zoo.publish.commands", "zoo.evaluate", "zoo.bench", "zoo.calibrate",
@@ -54,7 +55,7 @@ def _weights_lines(name: str) -> list[str]:
             where = f"hf-hub {rec.hub.repo_id}@{rec.hub.revision[:10]} {rec.hub.filename} " \
                     f"({size}sha256 {rec.hub.sha256[:12]}...)"
         else:
-            where = f"convertible source {rec.source.url} (run `zoo convert {tag} FILE`)"
+            where = f"convertible source {rec.source.url} (run `zoo fetch {tag}`)"
         metrics = ""
         if rec.metrics and rec.metrics.top1 is not None:
             metrics = f", top-1 {rec.metrics.top1} ({rec.metrics.measured_by})"
@@ -65,8 +66,15 @@ def _weights_lines(name: str) -> list[str]:
 def cmd_info(args: argparse.Namespace) -> int:
     for path in args.specs or []:
         register_specs(path)
-    name = split_name(args.name)[0]
-    spec = get_spec(name)
+    hub = None
+    if is_hub_reference(args.name):  # a self-describing repo: the spec its config carries
+        from zoo.weights.remote import hub_model
+
+        hub = hub_model(args.name)
+        spec = hub.spec
+    else:
+        spec = get_spec(split_name(args.name)[0])
+    name = spec.name
     if args.json:
         print(json.dumps(spec.model_dump(mode="json"), indent=2))
         return 0
@@ -101,7 +109,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     for key, value in extra.items():
         print(f"{key + ':':9} {value}")
     print("weights:")
-    print("\n".join(_weights_lines(name)))
+    if hub is not None:
+        print(f"  {hub.ref}: model.safetensors from the repo itself (unpinned: no registry "
+              f"record; spec schema {hub.config.zoo.spec_schema if hub.config.zoo else '?'})")
+    else:
+        print("\n".join(_weights_lines(name)))
     return 0
 
 
@@ -138,7 +150,7 @@ def _misplaced() -> list[str]:
         path = Path(entry.source)
         if path.is_relative_to(root) and catalog().family_of(name) != file_family(path, root):
             out.append(f"{name} ({catalog().family_of(name)}) in {path}")
-    root = data_dir("registry")
+    root = registry_dir()
     for tag, path in registry().sources.items():
         model = tag.rsplit(".", 1)[0]
         if model in catalog().entries and catalog().family_of(model) != file_family(path, root):
@@ -173,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="a model's spec, measured params/MACs next to the paper's, "
                        "and its weights")
-    p.add_argument("name")
+    p.add_argument("name", help="MODEL[.TAG], or hf-hub:org/repo[@rev] (a repo written by zoo)")
     p.add_argument("--no-measure", action="store_true", help="don't build the model (no torch)")
     p.add_argument("--json", action="store_true", help="print the resolved spec as JSON")
     p.add_argument("--specs", action="append", metavar="YAML",

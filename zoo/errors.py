@@ -28,6 +28,10 @@ class SpecError(ZooError, ValueError):
         super().__init__(text)
 
 
+class UnknownArgumentError(ZooError, TypeError):
+    """``zoo.create`` / ``timm.create_model`` got a keyword argument the model does not take."""
+
+
 class UnknownModelError(ZooError, KeyError):
     """A model (or weights tag) name that no spec declares; suggests close matches."""
 
@@ -95,6 +99,12 @@ class SourceChecksumError(ChecksumMismatchError):
             f"{what}: sha256 {actual} does not {'start with' if prefix else 'match'} the published "
             f"{expected}{' (the hash prefix in its release file name)' if prefix else ''}: it is "
             f"not the file the registry records. Download it again from {url}.")
+
+
+class SourceDownloadError(WeightsError, ConnectionError):
+    """An original checkpoint could not be downloaded from its host (``zoo fetch``, ``zoo
+    mirror``): unreachable, stalled, an error status, an HTML page instead of the file, a wrong
+    size, or no direct download at all.  Nothing partial was kept."""
 
 
 class CorruptWeightsError(WeightsError, ValueError):

@@ -13,8 +13,13 @@ import torch
 from torch import nn
 
 
-def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
-    """Number of parameters, each shared tensor counted once."""
+def count_params(model: nn.Module, *, trainable_only: bool = False,
+                 as_original: bool = False) -> int:
+    """Number of parameters, each shared tensor counted once.
+
+    ``as_original``: count as the original implementation does, i.e. also the buffers that it
+    registers as (frozen) parameters; a module names their attribute names in
+    ``original_parameter_buffers`` (e.g. OFQ's constant ``clip_val``)."""
     seen, total = set(), 0
     for p in model.parameters():
         if trainable_only and not p.requires_grad:
@@ -23,6 +28,13 @@ def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
             continue
         seen.add(id(p))
         total += p.numel()
+    if as_original and not trainable_only:
+        for module in model.modules():
+            for name in getattr(module, "original_parameter_buffers", ()):
+                buf = module._buffers.get(name)
+                if buf is not None and id(buf) not in seen:
+                    seen.add(id(buf))
+                    total += buf.numel()
     return total
 
 

@@ -2,6 +2,7 @@
 extraction and hub code read from a model."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from zoo.registry import registry
@@ -20,6 +21,8 @@ def pretrained_cfg(spec: SpecBase, tag: str | None = None) -> dict[str, Any]:
         "paper_ids": f"arXiv:{spec.paper.arxiv}" if spec.paper.arxiv else "",
         "paper_name": spec.paper.title, "origin_url": spec.paper.code or "",
     }
+    if d.label_set == "imagenet-1k" and d.num_classes == 1000:
+        cfg["label_names"] = _imagenet_1k_labels()
     if tag:
         rec = registry().records.get(f"{spec.name}.{tag}")
         if rec is not None:
@@ -30,3 +33,11 @@ def pretrained_cfg(spec: SpecBase, tag: str | None = None) -> dict[str, Any]:
                 cfg["hf_hub_revision"] = rec.hub.revision
             cfg["source_url"] = rec.source.url
     return cfg
+
+
+@functools.cache
+def _imagenet_1k_labels() -> tuple[str, ...]:
+    """ImageNet-1k's class names (WordNet synsets, index order), from timm's dataset info."""
+    from timm.data import ImageNetInfo
+
+    return tuple(ImageNetInfo("imagenet-1k").label_names())

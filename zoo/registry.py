@@ -3,13 +3,18 @@
 ``registry/<family>.yaml`` maps ``<model>.<tag>`` to a :class:`WeightsRecord`.  A record with a
 ``hub`` section is *pretrained*: a safetensors file on the Hugging Face Hub, pinned to a commit
 and a sha256.  A record without one is a *convertible source*: an original checkpoint (usually a
-pickle) that the user downloads and converts with ``zoo convert``; zoo never downloads or
-unpickles it itself.  Nothing here imports torch.
+pickle) that ``zoo fetch`` (or the user, then ``zoo convert``) downloads and converts locally;
+``zoo mirror`` turns such records into Hub records.  Nothing here imports torch.
+
+``ZOO_REGISTRY_DIR`` points zoo at another registry folder than the shipped one (a maintainer's
+working copy, a test's temporary copy).
 """
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import re
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +51,8 @@ class Source(StrictModel):
 
     url: str = Field(pattern=r"^https://")
     sha256: str | None = Field(None, pattern=SHA256)
+    size: int | None = Field(None, gt=0, description="bytes of the original file (recorded with "
+                             "its sha256 by `zoo mirror`)")
     format: Literal["pickle", "safetensors", "tf-checkpoint"] = "pickle"
     converter: str = Field(description="what converted it, e.g. 'zoo convert (zoo x.y)'")
     note: str | None = None
@@ -129,9 +136,24 @@ def registry_files(folder: Path) -> list[Path]:
     return sorted([*folder.glob("*.yaml"), *folder.glob("*/*.yaml")])
 
 
+REGISTRY_DIR_ENV = "ZOO_REGISTRY_DIR"
+
+
+def registry_dir() -> Path:
+    """The registry folder zoo reads: ``$ZOO_REGISTRY_DIR`` if set, else the shipped one."""
+    env = os.environ.get(REGISTRY_DIR_ENV)
+    if env:
+        path = Path(env)
+        if not path.is_dir():
+            raise RegistryError(f"{REGISTRY_DIR_ENV}={env}: no such folder (it must hold the "
+                                "registry's <family>.yaml files)")
+        return path
+    return data_dir("registry")
+
+
 def _load_shipped() -> Registry:
     reg = Registry()
-    for path in registry_files(data_dir("registry")):
+    for path in registry_files(registry_dir()):
         reg.add_file(path)
     return reg
 
@@ -140,7 +162,8 @@ _registry = Lazy(_load_shipped)
 
 
 def registry() -> Registry:
-    """The process-wide registry of zoo's shipped records (read on first use)."""
+    """The process-wide registry of zoo's records (read on first use, from
+    :func:`registry_dir`)."""
     return _registry.get()
 
 
@@ -152,9 +175,16 @@ def default_tag(model: str) -> str | None:
     return found[0] if found else None
 
 
+_write_lock = threading.Lock()  # read-modify-write of one file by several threads (zoo mirror --jobs)
+
+
 def update_file(path: str | Path, tag: str, record: WeightsRecord | dict[str, Any]) -> None:
     """Insert or replace one record in a registry file, atomically and schema-validated."""
-    path = Path(path)
+    with _write_lock:
+        _update_file(Path(path), tag, record)
+
+
+def _update_file(path: Path, tag: str, record: WeightsRecord | dict[str, Any]) -> None:
     try:
         doc = (yamlio.load(path) if path.exists() else None) or {}
     except yamlio.YamlDataError as e:
@@ -170,5 +200,46 @@ def update_file(path: str | Path, tag: str, record: WeightsRecord | dict[str, An
         raise RegistryError(f"invalid record for {tag}: {e}") from None
     doc["weights"][tag] = rec.model_dump(mode="json", exclude_none=True)
     parse_file(doc, str(path))  # the whole file must validate before it replaces the old one
-    yamlio.atomic_write_text(path, yamlio.dumps(doc))
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    spliced = _splice(text, tag, doc["weights"][tag])
+    try:
+        same = spliced is not None and yamlio.loads(spliced) == doc
+    except yamlio.YamlDataError:
+        same = False
+    yamlio.atomic_write_text(path, spliced if same and spliced is not None else yamlio.dumps(doc))
     _registry.reset()
+
+
+def _splice(text: str, tag: str, record: dict[str, Any]) -> str | None:
+    """``text`` with the block of ``tag`` under ``weights:`` replaced by (or, if absent, appended
+    as) ``record`` in block style, every comment of the file kept (the ones inside the old block
+    move to the top of the new one); None where the file's shape is not the plain one (block
+    style ``weights:`` as the last top-level key), so the caller rewrites the whole file."""
+    lines = text.splitlines()
+    top = [i for i, ln in enumerate(lines) if ln and not ln[0].isspace() and not ln.startswith("#")]
+    if not top or lines[top[-1]].rstrip() != "weights:":
+        return None
+    start = top[-1] + 1
+    children = [ln for ln in lines[start:] if ln.strip() and not ln.lstrip().startswith("#")]
+    indent = (len(children[0]) - len(children[0].lstrip())) if children else 2
+    if indent == 0:
+        return None
+
+    def depth(line: str) -> int:
+        return len(line) - len(line.lstrip())
+
+    block = [f"{' ' * indent}{ln}" for ln in yamlio.dumps({tag: record}).splitlines()]
+    head = next((i for i in range(start, len(lines))
+                 if lines[i].strip() and depth(lines[i]) == indent
+                 and lines[i].strip().split(":", 1)[0].strip("'\"") == tag), None)
+    if head is None:
+        while lines and not lines[-1].strip():
+            lines.pop()
+        return "\n".join([*lines, *block]) + "\n"
+    end = head + 1
+    while end < len(lines) and (not lines[end].strip() or depth(lines[end]) > indent):
+        end += 1
+    while end > head + 1 and not lines[end - 1].strip():
+        end -= 1  # blank lines before the next record stay where they are
+    kept = [ln for ln in lines[head + 1:end] if ln.lstrip().startswith("#")]
+    return "\n".join([*lines[:head], block[0], *kept, *block[1:], *lines[end:]]) + "\n"

@@ -184,11 +184,13 @@ def test_supernet_layout_is_attentivenas_dynamic_model() -> None:
 def test_supernet_models_are_their_largest_child() -> None:
     spec, model = _meta("bignas_attentivenas_supernet")
     space = spec.arch.space
-    assert model.resolution == 288 and model.num_features == 1984
+    # v3 head: the features end with the expansion conv (224 * 6), the head mixes to the width
+    assert model.resolution == 288 and model.head_hidden_size == 1984
+    assert model.num_features == 224 * 6
     assert len(model.stages) == 7
     assert [len(s) for s in model.stages] == [max(s.depth) for s in space.stages]
     _, big = _meta("bignas_supernet")
-    assert big.resolution == 320 and big.num_features == 1408
+    assert big.resolution == 320 and big.num_features == big.head_hidden_size == 1408
     assert isinstance(big.feature_mix, torch.nn.Identity)
 
 

@@ -140,14 +140,28 @@ def test_bignas_levels_follow_subnet_and_head() -> None:
             assert chs == subnet.width[stage + 1]
 
 
-def test_bignas_resizing_model_has_no_levels() -> None:
-    """With ``resize_input`` (the default) the maps are not at integer strides of the caller's
-    image, so features_only is refused with a clear error."""
-    from zoo.errors import ZooError
-
-    assert _meta_model("bignas_attentivenas_a0").feature_info == []
-    with pytest.raises(ZooError, match="does not support features_only"):
-        zoo.create("bignas_attentivenas_a0", features_only=True)
+def test_bignas_resizing_model_is_a_backbone_without_the_resize() -> None:
+    """With ``resize_input`` (the default) the classifier resizes every image to the child's
+    resolution (AttentiveNAS' forward), so its maps are at strides of that resolution;
+    ``features_only`` builds the backbone without the resize: maps at strides of the caller's
+    image, the same as a model built with ``resize_input=False``."""
+    torch.manual_seed(0)
+    model = zoo.create("bignas_attentivenas_a0").eval()
+    assert model.resize_input and [d["reduction"] for d in model.feature_info] == \
+        [2, 4, 8, 16, 32]
+    torch.manual_seed(0)
+    extractor = zoo.create("bignas_attentivenas_a0", features_only=True).eval()
+    assert extractor.model.resize_input is False
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        outs = extractor(x)
+        ref = model.forward_intermediates(x, intermediates_only=True)  # resized to 192 first
+        model.resize_input = False
+        direct = model.forward_intermediates(x, intermediates_only=True)
+    assert [o.shape[-1] for o in outs] == [48, 24, 12, 6, 3]
+    assert [o.shape[-1] for o in ref] == [96, 48, 24, 12, 6]
+    for a, b in zip(outs, direct):
+        torch.testing.assert_close(a, b)
 
 
 def test_deepmad_levels_end_with_final_conv() -> None:
@@ -162,7 +176,7 @@ def test_deepmad_levels_end_with_final_conv() -> None:
 def test_timm_arch_without_forward_hooks_declares_nothing() -> None:
     """A timm level needing a pre-forward hook (feature_location='bottleneck') cannot be served
     by zoo's forward hooks: the wrapper then declares no levels (features_only gives ZooError)."""
-    from zoo.families.timm_arch.model import _feature_info
+    from zoo.layers.timm_model import timm_feature_info as _feature_info
 
     inner = nn.Module()
     inner.feature_info = [{"module": "blocks.0", "num_chs": 16, "reduction": 2},

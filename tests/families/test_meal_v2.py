@@ -27,6 +27,7 @@ def test_every_upstream_student_has_a_spec() -> None:
     assert sorted(MEAL) == sorted(UPSTREAM_ARCH)
     assert set(MEAL) <= set(zoo.list_models(family="timm_arch"))
     assert {zoo.get_spec(n).paper.arxiv for n in MEAL} == {"2009.08453"}
+    assert all(zoo.get_spec(n).arch.checkpoint_layout == "timm" for n in MEAL)
     for name, arch in UPSTREAM_ARCH.items():
         assert zoo.get_spec(name).arch.timm_model == arch
 

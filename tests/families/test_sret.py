@@ -17,7 +17,7 @@ from tests import golden as G
 from zoo.build import build_model
 from zoo.loading import load_into
 from zoo.errors import CheckpointError, InputShapeError, SpecError
-from zoo.families.sret.model import GroupAttention, SReTStage
+from zoo.families.sret.model import GroupAttention, SReTStage, add_pos_embed
 from zoo.measure import count_macs, count_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,9 +174,9 @@ def test_schedule_and_recursive_flags_follow_upstream(monkeypatch: pytest.Monkey
              for i, b in enumerate(st.blocks)}
     original = GroupAttention.forward
 
-    def spy(self, x, num_groups=1, permute=False, perm_source=None):
+    def spy(self, x, num_groups=1, permute=False, generator=None):
         calls.append((*owner[id(self)], num_groups, permute))
-        return original(self, x, num_groups, permute, perm_source)
+        return original(self, x, num_groups, permute, generator)
 
     monkeypatch.setattr(GroupAttention, "forward", spy)
     with torch.no_grad():
@@ -266,8 +266,8 @@ def test_other_input_sizes_raise() -> None:
 def test_dynamic_img_size_resamples_pos_embed_on_request() -> None:
     dynamic = _loaded("sret_t", token_permutation="seeded", dynamic_img_size=True)
     z = torch.randn(1, 64, 28, 28)
-    torch.testing.assert_close(dynamic._pos_embed(z), z + dynamic.pos_embed, rtol=0, atol=0)
-    resampled = dynamic._pos_embed(torch.zeros(1, 64, 12, 16))
+    torch.testing.assert_close(add_pos_embed(z, dynamic.pos_embed), z + dynamic.pos_embed, rtol=0, atol=0)
+    resampled = add_pos_embed(torch.zeros(1, 64, 12, 16), dynamic.pos_embed)
     assert resampled.shape == (1, 64, 12, 16) and resampled.abs().sum() > 0
     with torch.no_grad():
         assert dynamic.forward_features(torch.randn(1, 3, 96, 128)).shape == (1, 256, 3, 4)
@@ -335,6 +335,57 @@ def test_convert_checks_and_drops_the_shared_copies() -> None:
         out = zoo.convert_checkpoint("sret_t", variant)
         assert out.keys() == converted.keys()
         assert all(torch.equal(out[k], converted[k]) for k in out)
+
+
+def _distinct_coefficients(name: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The golden file's original-layout state dict with every residual coefficient set to a
+    value of its own (by this test's rule, independent of the file's literals); the aliased
+    copies of a shared block keep sharing their canonical key's tensor, as in a real checkpoint.
+    Returns the state dict and the unique coefficient keys."""
+    g = _golden(name)
+    sd = G.fill_state_dict(g)
+    unique = [k for k, _, _ in g["state_dict"] if ".coefficient" in k and k not in g["aliases"]]
+    assert len(unique) > 4
+    for j, key in enumerate(unique):
+        sd[key].fill_(0.5 + (j + 1) / 64)  # in place: the aliased copies see it too
+    return sd, unique
+
+
+def test_convert_keeps_every_residual_coefficient_once() -> None:
+    sd, unique = _distinct_coefficients("sret_t")
+    converted = zoo.convert_checkpoint("sret_t", sd)
+    kept = sorted(v.item() for k, v in converted.items() if ".coef_" in k)
+    assert kept == sorted(sd[k].item() for k in unique)
+    assert len(set(kept)) == len(kept)
+
+
+@pytest.mark.parametrize("name", ["sret_t", "sret_lt_wo_slice"])
+@torch.no_grad()
+def test_convert_gives_each_residual_coefficient_its_upstream_role(name: str) -> None:
+    """Upstream (SReT.py): Transformer_Block computes ``x = c1 * x + c2 * attn(norm1(x))`` then
+    ``x = c3 * x + c4 * mlp(norm2(x))``; Non_proj ``x = c1 * x + c2 * mlp(norm1(x))``, where
+    ``cK`` is that layer's ``coefficientK.bias``.  With a distinct value per coefficient, every
+    converted layer must compute exactly that with the coefficients of ITS upstream layer
+    (flat index 2k for the k-th block application, 2k + 1 for the NLL after it), so a swap of
+    two coefficients (skip vs branch, attention vs MLP, one layer vs another) fails."""
+    sd, _ = _distinct_coefficients(name)
+    model = build_model(zoo.get_spec(name), meta=True)
+    load_into(model, zoo.convert_checkpoint(name, sd), f"{name} with distinct coefficients")
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    for s, stage in enumerate(model.stages):
+        def c(i: int, j: int) -> torch.Tensor:
+            return sd[f"transformers.{s}.blocks.{i}.coefficient{j}.bias"]
+
+        for k, (b, _) in enumerate(stage.schedule()):
+            x = torch.randn(2, 8, stage.cfg.dim, generator=gen)
+            block, i = stage.blocks[b], 2 * k
+            h = c(i, 1) * x + c(i, 2) * block.attn(block.norm1(x))
+            expected = c(i, 3) * h + c(i, 4) * block.mlp(block.norm2(h))
+            torch.testing.assert_close(block(x), expected, msg=f"stage {s} layer {i}")
+            nll, i = stage.nlls[k], 2 * k + 1
+            torch.testing.assert_close(nll(x), c(i, 1) * x + c(i, 2) * nll.mlp(nll.norm(x)),
+                                       msg=f"stage {s} layer {i}")
 
 
 def test_convert_rejects_differing_copies() -> None:

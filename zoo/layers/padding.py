@@ -16,13 +16,11 @@ Conventions (``mode``):
 - ``symmetric``: PyTorch padding ``((stride - 1) + dilation * (k - 1)) // 2`` on both sides,
   average pools excluding the padding.
 """
-from __future__ import annotations
-
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from timm.layers import create_conv2d, create_pool2d
+from timm.layers import create_conv2d, create_pool2d, register_notrace_module
 from timm.layers.padding import is_static_pad, pad_same_arg
 from torch import nn
 
@@ -43,6 +41,7 @@ def conv2d(in_chs: int, out_chs: int, kernel_size: int, *, stride: int = 1, dila
                          groups=groups, bias=bias, padding="same" if mode != "symmetric" else "")
 
 
+@register_notrace_module  # a torch.fx leaf, as timm's own *Same layers: padding from the size
 class AvgPool2dTfSame(nn.Module):
     """Average pooling with TF "SAME" padding whose windows average over real pixels only."""
 
@@ -51,12 +50,12 @@ class AvgPool2dTfSame(nn.Module):
         self.kernel_size, self.stride = kernel_size, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, s = (self.kernel_size,) * 2, (self.stride,) * 2
-        pads = pad_same_arg(list(x.shape[-2:]), list(k), list(s))
-        if not any(pads):
+        k, s = [self.kernel_size, self.kernel_size], [self.stride, self.stride]
+        pads = pad_same_arg([x.shape[-2], x.shape[-1]], k, s)
+        if pads[0] == 0 and pads[1] == 0 and pads[2] == 0 and pads[3] == 0:
             return F.avg_pool2d(x, k, s)
         total = F.avg_pool2d(F.pad(x, pads), k, s, divisor_override=1)
-        ones = torch.ones((1, 1, *x.shape[-2:]), dtype=x.dtype, device=x.device)
+        ones = torch.ones((1, 1, x.shape[-2], x.shape[-1]), dtype=x.dtype, device=x.device)
         count = F.avg_pool2d(F.pad(ones, pads), k, s, divisor_override=1)
         return total / count
 

@@ -16,12 +16,16 @@ estimators add an exact zero (``v.detach() + (g - g.detach())``) instead of the 
 ``(v - x).detach() + x``, whose float rounding differs from ``v``.  That is what lets a deployed
 model built from integer codes (:meth:`WeightQuantizer.codes` / :meth:`~WeightQuantizer.dequantize`)
 reproduce the training-time forward bit for bit.
-"""
-from __future__ import annotations
 
+The quantizers are scriptable (TorchScript) and are graph leaves for ``torch.fx`` (timm's
+``register_notrace_module``): their forward branches on the input's values in training (LSQ's
+sign detection) and computes gradient scales from its size, which a symbolic trace cannot follow.
+"""
 import math
+from typing import Optional, Tuple, Union
 
 import torch
+from timm.layers import register_notrace_module
 from torch import nn
 
 __all__ = ["LSQQuantizer", "LSQWeightQuantizer", "StatsQuantizer", "LearnableBias", "WeightQuantizer",
@@ -29,11 +33,11 @@ __all__ = ["LSQQuantizer", "LSQWeightQuantizer", "StatsQuantizer", "LearnableBia
            "dequantize_weight", "weight_code_range", "make_weight_quantizer"]
 
 #: LSQ clamps its step from below at float32(1e-5) (upstream ``clip(alpha, 1e-5)``).
-LSQ_EPS = float(torch.tensor(1e-5, dtype=torch.float32))
+LSQ_EPS = float(torch.tensor(1e-5, dtype=torch.float32, device="cpu"))
 
 
-def _needs_grad(*tensors: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+def _needs_grad(t: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and t.requires_grad
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -52,26 +56,27 @@ def grad_scale(x: torch.Tensor, scale: float) -> torch.Tensor:
     return x.detach() + (xs - xs.detach())
 
 
-def _clip_step(alpha: torch.Tensor) -> torch.Tensor:
+def _clip_step(alpha: torch.Tensor, eps: float = LSQ_EPS) -> torch.Tensor:
     """``max(alpha, eps)`` in the forward, identity gradient to ``alpha`` (upstream ``clip``)."""
-    clipped = alpha.clamp_min(LSQ_EPS)
+    clipped = alpha.clamp_min(eps)
     if not _needs_grad(alpha):
         return clipped
     return clipped.detach() + (alpha - alpha.detach())
 
 
-def lsq_bounds(bits: int, signed: bool) -> tuple[int, int]:
+def lsq_bounds(bits: int, signed: bool) -> Tuple[int, int]:
     """Integer range ``(Q_N, Q_P)`` of a ``bits``-bit LSQ quantizer (LSQ Sec. 2)."""
     if signed:
-        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    return 0, 2 ** bits - 1
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
 
 
-def _check_bits(bits: int) -> None:
+def _check_bits(bits: int) -> None:  # noqa: D103
     if not isinstance(bits, int) or not 2 <= bits <= 8:
         raise ValueError(f"quantizer bits must be an integer in 2..8, got {bits!r}")
 
 
+@register_notrace_module
 class LSQQuantizer(nn.Module):
     """LSQ fake-quantizer with one learnable step per slice of axis ``dim`` (or per tensor).
 
@@ -89,8 +94,11 @@ class LSQQuantizer(nn.Module):
     they are never re-initialized from data here (see :meth:`init_from_data` for training).
     """
 
-    def __init__(self, bits: int, *, signed: bool | str = True, num_steps: int = 1,
-                 dim: int | None = None) -> None:
+    buffer_signed: torch.jit.Final[bool]
+    fixed_signed: torch.jit.Final[bool]
+
+    def __init__(self, bits: int, *, signed: Union[bool, str] = True, num_steps: int = 1,
+                 dim: Optional[int] = None) -> None:
         super().__init__()
         _check_bits(bits)
         if num_steps > 1 and dim is None:
@@ -100,52 +108,74 @@ class LSQQuantizer(nn.Module):
         self.bits = bits
         self.dim = dim if num_steps > 1 else None
         self.signed_mode = signed
+        self.buffer_signed = signed == "buffer"
+        self.fixed_signed = signed is True
         self.s = nn.Parameter(torch.ones(num_steps))
         if signed == "buffer":
             self.register_buffer("signed", torch.zeros(1))
 
     # -- range ---------------------------------------------------------------------------------
-    def _bounds(self, x: torch.Tensor) -> tuple[torch.Tensor | int, torch.Tensor | int]:
-        if self.signed_mode != "buffer":
-            return lsq_bounds(self.bits, bool(self.signed_mode))
-        # Tensor bounds (no host sync): signed -> [-2^(b-1), 2^(b-1)-1], else [0, 2^b-1].
+    def _buffer_bounds(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Tensor bounds of ``signed="buffer"`` (no host sync): signed -> [-2^(b-1), 2^(b-1)-1],
+        else [0, 2^b-1]."""
         sgn = self.signed.to(x.dtype)
-        half = 2 ** (self.bits - 1)
-        return -half * sgn, (half - 1) * sgn + (2 ** self.bits - 1) * (1 - sgn)
+        half = 1 << (self.bits - 1)
+        return -half * sgn, (half - 1) * sgn + ((1 << self.bits) - 1) * (1 - sgn)
+
+    @torch.jit.ignore
+    def _bounds(self, x: torch.Tensor) -> Tuple[Union[torch.Tensor, int], Union[torch.Tensor, int]]:
+        if self.buffer_signed:
+            return self._buffer_bounds(x)
+        return lsq_bounds(self.bits, self.fixed_signed)
 
     def is_signed(self) -> bool:
-        return bool(self.signed.item()) if self.signed_mode == "buffer" else bool(self.signed_mode)
+        if self.buffer_signed:
+            if self.signed.device.type == "meta":  # shapes only: any answer will do
+                return True
+            return bool(self.signed.item() != 0)
+        return self.fixed_signed
 
     def _step_view(self, x: torch.Tensor) -> torch.Tensor:
-        if self.dim is None:
+        d = self.dim
+        if d is None:
             return self.s
-        dim = self.dim % x.ndim
-        if x.shape[dim] != self.s.numel():
+        dim = d % x.dim()
+        if x.shape[dim] != self.s.numel() and not torch.jit.is_scripting():
             raise ValueError(f"LSQQuantizer has {self.s.numel()} steps along dim {self.dim}, but "
                              f"the input has {x.shape[dim]} there (shape {tuple(x.shape)})")
-        shape = [1] * x.ndim
+        shape = [1] * x.dim()
         shape[dim] = -1
         return self.s.view(shape)
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.signed_mode == "buffer" and self.training and not x.is_meta:
+        if self.buffer_signed and self.training and x.device.type != "meta":
             with torch.no_grad():
-                if x.min() < -1e-5:
+                if bool(x.min() < -1e-5):
                     self.signed.fill_(1.0)
-        lo, hi = self._bounds(x)
         step = _clip_step(self._step_view(x))
+        if self.buffer_signed:
+            lo, hi = self._buffer_bounds(x)
+            if _needs_grad(step):  # Q_P is the tensor bound: no host sync, traceable
+                per_step = float(x.numel() / self.s.numel())
+                scale = (1.0 / torch.sqrt(hi.to(torch.float64) * per_step)).to(step.dtype)
+                scaled = step * scale.squeeze()  # grad_scale with a tensor factor
+                step = step.detach() + (scaled - scaled.detach())
+            return round_ste(torch.clamp(x / step, lo, hi)) * step
         if _needs_grad(step):
-            q_p = lsq_bounds(self.bits, self.is_signed())[1]
+            q_p = lsq_bounds(self.bits, self.fixed_signed)[1]
             step = grad_scale(step, 1.0 / math.sqrt(q_p * x.numel() / self.s.numel()))
-        return round_ste(torch.clamp(x / step, lo, hi)) * step
+        lo_i, hi_i = lsq_bounds(self.bits, self.fixed_signed)
+        return round_ste(torch.clamp(x / step, lo_i, hi_i)) * step
 
-    def codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @torch.jit.ignore
+    def codes(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Integer codes ``round(clamp(x / s))`` (as floats) and the effective steps, broadcastable."""
         lo, hi = self._bounds(x)
         step = self._step_view(x).detach().clamp_min(LSQ_EPS)
         return torch.round(torch.clamp(x.detach() / step, lo, hi)), step
 
+    @torch.jit.ignore
     @torch.no_grad()
     def init_from_data(self, x: torch.Tensor) -> None:
         """LSQ's data-driven initialization ``s = 2 <|x|> / sqrt(Q_P)`` (``4 <|x|>`` unsigned),
@@ -178,7 +208,7 @@ def lsq_dequantize(k: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return k * scale
 
 
-def weight_code_range(kind: str, bits: int) -> tuple[int, int]:
+def weight_code_range(kind: str, bits: int) -> Tuple[int, int]:
     """Smallest and largest integer code of a ``kind`` weight quantizer at ``bits`` bits."""
     if kind not in ("statsq", "lsq"):
         raise ValueError(f"unknown weight quantizer {kind!r}")
@@ -191,7 +221,7 @@ def dequantize_weight(kind: str, bits: int, k: torch.Tensor, scale: torch.Tensor
         return statsq_dequantize(k, scale, bits)
     if kind == "lsq":
         return lsq_dequantize(k, scale)
-    raise ValueError(f"unknown weight quantizer {kind!r}")
+    raise ValueError("unknown weight quantizer '" + kind + "'")
 
 
 def make_weight_quantizer(kind: str, bits: int, out_features: int) -> "WeightQuantizer":
@@ -214,44 +244,48 @@ class WeightQuantizer(nn.Module):  # noqa: B024 (interface)
     kind: str
     bits: int
 
-    def code_range(self) -> tuple[int, int]:
+    def code_range(self) -> Tuple[int, int]:
         raise NotImplementedError
 
-    def codes(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def codes(self, w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def dequantize(self, k: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
 
+@register_notrace_module
 class StatsQuantizer(WeightQuantizer):
     """OFQ StatsQ (Sec. 4.1), per output row ``i`` of ``W`` (any rank; rows = axis 0):
 
         s_i = 2 * mean_j |W_ij|,   k = round(clamp(W / s_i, -c/2, c/2 - 1e-6) * 2^(b-1) - 1/2),
         Q(W) = s_i * (k + 1/2) / 2^(b-1),     k in [-2^(b-1), 2^(b-1) - 1]
 
-    with ``c = clip_val = 2`` (a non-trainable parameter, kept for checkpoint compatibility), so
-    the levels are the zero-free half-integer grid.  ``round`` is half-to-even: weights clamped
+    with ``c = clip_val = 2`` (upstream's frozen parameter; here a buffer under the same key, so
+    checkpoints load unchanged and every parameter of the model trains), so the levels are the
+    zero-free half-integer grid.  ``round`` is half-to-even: weights clamped
     to ``-c/2`` land on ``-2^(b-1) - 1/2`` and round to ``-2^(b-1)``.  The gradient to ``W`` is
     the identity (straight-through, upstream's ``q - w.detach() + w``); ``s`` is detached.
     """
 
     kind = "statsq"
+    #: upstream's clip_val is a frozen nn.Parameter (zoo.measure.count_params(as_original=True))
+    original_parameter_buffers = ("clip_val",)
 
     def __init__(self, bits: int) -> None:
         super().__init__()
         _check_bits(bits)
         self.bits = bits
-        self.clip_val = nn.Parameter(torch.tensor([2.0]), requires_grad=False)
+        self.register_buffer("clip_val", torch.tensor([2.0]))
 
-    def code_range(self) -> tuple[int, int]:
+    def code_range(self) -> Tuple[int, int]:
         return weight_code_range("statsq", self.bits)
 
     def _scale(self, w: torch.Tensor) -> torch.Tensor:
-        rows = w.detach().abs().reshape(w.shape[0], -1) if w.ndim != 2 else w.detach().abs()
-        return (2 * torch.mean(rows, dim=1, keepdim=True)).reshape(-1, *([1] * (w.ndim - 1)))
+        rows = w.detach().abs().reshape(w.shape[0], -1) if w.dim() != 2 else w.detach().abs()
+        return (2 * torch.mean(rows, dim=1, keepdim=True)).reshape([-1] + [1] * (w.dim() - 1))
 
-    def codes(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def codes(self, w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         scale = self._scale(w)
         n = float(2 ** (self.bits - 1))
         clipped = torch.clamp(w.detach() / scale, min=-self.clip_val / 2, max=self.clip_val / 2 - 1e-6)
@@ -261,7 +295,8 @@ class StatsQuantizer(WeightQuantizer):
         return statsq_dequantize(k, scale, self.bits)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        q = self.dequantize(*self.codes(w))
+        k, scale = self.codes(w)
+        q = self.dequantize(k, scale)
         if not _needs_grad(w):
             return q
         return q + (w - w.detach())
@@ -270,6 +305,7 @@ class StatsQuantizer(WeightQuantizer):
         return f"bits={self.bits}"
 
 
+@register_notrace_module
 class LSQWeightQuantizer(LSQQuantizer, WeightQuantizer):
     """LSQ for weights: one learnable step per output row, signed range (upstream
     ``LsqQuantizerWeight`` / ``LsqQuantizer4Conv2d``): ``Q(W) = round(clamp(W / s_i)) * s_i``."""
@@ -280,7 +316,7 @@ class LSQWeightQuantizer(LSQQuantizer, WeightQuantizer):
         super().__init__(bits, signed=True, num_steps=out_features, dim=0)
         self.dim = 0  # per row even for a single row
 
-    def code_range(self) -> tuple[int, int]:
+    def code_range(self) -> Tuple[int, int]:
         return weight_code_range("lsq", self.bits)
 
     def dequantize(self, k: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,14 @@
-"""The publishing commands: ``zoo convert``, ``zoo push``, ``zoo verify``, ``zoo download``.
+"""The publishing commands: ``zoo convert``, ``zoo push``, ``zoo verify``, ``zoo download``,
+``zoo fetch`` and ``zoo mirror``.
 
-The flow from an upstream checkpoint to a registry record::
+The flow from an upstream checkpoint to a registry record, by hand::
 
     zoo convert simplenetv1_5m_m1.in1k original.pth --out out/   # safe load, convert, strict build
     zoo push out/ org/simplenetv1_5m_m1.in1k --update-registry simplenetv1_5m_m1.in1k
     zoo verify --all                                             # cached files vs. registry sha256
+
+or for every source record at once: ``zoo mirror --org ORG`` (see :mod:`zoo.publish.mirror`).
+A user converts one tag into zoo's cache with ``zoo fetch NAME.TAG``.
 
 Each handler is ``func(args) -> int`` (0: success).  Nothing here imports torch or
 huggingface_hub at import time (``zoo list`` builds this parser too).
@@ -16,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo import yamlio
+from zoo.argtypes import positive_int, tensor_file
 from zoo.catalog import get_spec, split_name
-from zoo.argtypes import tensor_file
 from zoo.errors import UsageError, WeightsError
 from zoo.publish.upload import metrics_from_eval, push
 from zoo.publish.verify import verify_tag
@@ -40,7 +44,45 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tensor", action="append", default=[], metavar="KEY=FILE", type=tensor_file,
                    help="an original state-dict entry that upstream keeps in a file of its own "
                    "(pickle.dump of one tensor, e.g. EBV's basis vectors); repeatable")
+    p.add_argument("--check", action="store_true",
+                   help="with --out: reload the written folder and require the same logits as "
+                   "the checkpoint loaded directly (what zoo fetch and zoo mirror run)")
     p.set_defaults(func=cmd_convert)
+
+    p = subparsers.add_parser(
+        "fetch", help="download a tag's original checkpoint, convert it into zoo's cache",
+        description="For a registry tag published only as an original checkpoint: download it "
+        "from its host (Google Drive, GitHub releases, Zenodo, Dropbox, the Hub, https), check "
+        "its sha256 where the registry pins one (else record the one seen), convert it in a "
+        "separate process with weights_only loading, check it, and store it as verified "
+        "safetensors in zoo's cache. Afterwards zoo.create(NAME, pretrained=True) loads it, "
+        "offline too.")
+    p.add_argument("name", help="MODEL.TAG (or MODEL for its default tag)")
+    p.add_argument("--from-dir", metavar="DIR", default=None,
+                   help="use a file downloaded by hand from DIR (named TAG.<ext> or as in the "
+                   "source URL) instead of downloading")
+    p.add_argument("--force", action="store_true",
+                   help="fetch and convert again even if the tag is converted already")
+    p.set_defaults(func=cmd_fetch)
+
+    p = subparsers.add_parser(
+        "mirror", help="(maintainers) convert every source-only record and host it on the Hub",
+        description="For every registry record with a source and no Hub file: download the "
+        "original, record its sha256 and size, convert it in a separate process (weights_only), "
+        "check it (strict load, forward), push model.safetensors + config.json (full spec) + a "
+        "model card to ORG/<model>.<tag>, and write the Hub record back into the registry "
+        "(ZOO_REGISTRY_DIR, default zoo's own registry/). Tags mirrored before are verified, "
+        "not redone.")
+    p.add_argument("patterns", nargs="*", metavar="PATTERN",
+                   help="fnmatch pattern(s) on MODEL.TAG or MODEL (default: every record)")
+    p.add_argument("--org", required=True, help="Hub organization (or user) to push to")
+    p.add_argument("--dry-run", action="store_true", help="print the plan as a table, do nothing")
+    p.add_argument("--jobs", type=positive_int, default=1, metavar="N",
+                   help="tags processed at once (default 1)")
+    p.add_argument("--from-dir", metavar="DIR", default=None,
+                   help="folder of originals downloaded by hand (TAG.<ext>, or the URL's file "
+                   "name); needed for hosts without a direct download (SharePoint, Baidu)")
+    p.set_defaults(func=cmd_mirror)
 
     p = subparsers.add_parser(
         "push", help="upload a save_pretrained folder to the Hub and print its registry record")
@@ -80,12 +122,59 @@ def cmd_convert(args: argparse.Namespace) -> int:
                          "receives model.safetensors, config.json and README.md)")
     if not Path(args.checkpoint).is_file():
         raise UsageError(f"zoo convert: no checkpoint file at {args.checkpoint}")
-    from zoo.publish.conversion import convert  # imports torch
+    if args.check and args.out is None:
+        raise UsageError("zoo convert: --check needs --out DIR")
+    from zoo.publish.conversion import convert, convert_and_check  # imports torch
 
+    if args.check:
+        convert_and_check(args.name, args.checkpoint, args.out, use_ema=args.use_ema,
+                          tensors=dict(args.tensor))
+        return 0
     out = convert(args.name, args.checkpoint, out=args.out, use_ema=args.use_ema,
                   tensors=dict(args.tensor))
     print(out)
     return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from zoo.registry import default_tag
+    from zoo.weights.cache import converted_path
+    from zoo.weights.fetch import fetch_tag
+
+    model, tag = split_name(args.name)
+    get_spec(model)  # an unknown model -> UnknownModelError with suggestions
+    full = f"{model}.{tag}" if tag else default_tag(model)
+    if full is None:
+        raise WeightsError(f"{model} has no registry weights to fetch")
+    record = registry().get(full)
+    if record.hub is not None:
+        source = resolve_tag(get_spec(model), full.split(".", 1)[1])
+        print(f"{full}: a Hub file, downloaded and verified: {source.path}")
+        return 0
+    if converted_path(full).exists() and not args.force:
+        source = resolve_tag(get_spec(model), full.split(".", 1)[1])  # re-checks its record
+        print(f"{full}: converted already ({source.path}); --force converts it again")
+        return 0
+    fetched = fetch_tag(full, from_dir=args.from_dir, progress=True)
+    src = fetched.source
+    print(f"{full}: original checkpoint via {src.how}; {src.size:,} bytes, sha256 {src.sha256}")
+    print(f"  sha256 {src.pin_note()}")
+    print(f"  converted in a separate process (weights_only loading): {fetched.report}")
+    print(f"  -> {fetched.path}")
+    print(f"zoo.create({full!r}, pretrained=True) now loads it, offline too.")
+    return 0
+
+
+def cmd_mirror(args: argparse.Namespace) -> int:
+    from zoo.publish.mirror import make_plan, plan_table, report_table, run_mirror
+
+    if args.dry_run:
+        print(plan_table(make_plan(args.org, args.patterns, from_dir=args.from_dir)))
+        return 0
+    outcomes = run_mirror(args.org, args.patterns, from_dir=args.from_dir, jobs=args.jobs,
+                          progress=True)
+    print(report_table(outcomes))
+    return 1 if any(o.result == "failed" for o in outcomes) else 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:

@@ -2,7 +2,6 @@
 into the model, write a weights folder (or zoo's cache for a registry tag).  ``zoo convert``."""
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,13 +17,9 @@ from zoo.registry import registry
 from zoo.weights import save_pretrained, sha256_file
 from zoo.weights.cache import install_converted, staging_dir
 from zoo.weights.checkpoint import load_original_checkpoint, load_pickled_tensor
+from zoo.weights.sources import release_hash_prefix
 
-
-def release_hash_prefix(url: str) -> str | None:
-    """The sha256 prefix a torch.hub-style release file name carries (``name-36c4ca4d.pth``:
-    the file's sha256 starts with ``36c4ca4d``), or None."""
-    m = re.search(r"-([0-9a-f]{8,64})\.(?:pth|pt|pth\.tar|bin)$", url.rsplit("/", 1)[-1])
-    return m.group(1) if m else None
+__all__ = ["convert", "convert_and_check", "read_original", "release_hash_prefix"]
 
 
 def convert(name: str, checkpoint: str | Path, *, out: str | Path | None = None,

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from zoo.catalog import get_spec, split_name
 from zoo.errors import CorruptWeightsError, HubConnectionError, RegistryError, WeightsError, ZooError
-from zoo.paths import data_dir
 from zoo.registry import WeightsRecord, registry, update_file
+from zoo.registry import registry_dir as default_registry_dir
 from zoo.version import __version__
 from zoo.weights import CONFIG_NAME, WEIGHTS_NAME, load_safetensors, sha256_file
 from zoo.weights.hub import network_errors
@@ -90,7 +90,7 @@ def push(directory: str | Path, repo_id: str, *, revision: str = "main", private
     if update_registry is not None:
         record = _validated(full, base)
         written = None if registry_dir is not None else registry().sources.get(full)
-        folder = Path(registry_dir) if registry_dir is not None else data_dir("registry")
+        folder = Path(registry_dir) if registry_dir is not None else default_registry_dir()
         written = written or folder / f"{spec.family}.yaml"
         update_file(written, full, record)
         base = record.model_dump(mode="json", exclude_none=True)

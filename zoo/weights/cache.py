@@ -96,16 +96,18 @@ def staging_dir(tag: str) -> Path:
 
 
 def install_converted(staged: Path, tag: str, *, source_sha256: str | None,
-                      source_file: str) -> Path:
+                      source_file: str, extra: dict[str, Any] | None = None) -> Path:
     """Move a staged save_pretrained folder into the tag's cache folder, with its conversion
     record written last (a reader never checks a new file against an old hash); the staging
-    folder is removed whatever happens.  Returns the tag's folder."""
+    folder is removed whatever happens.  ``extra``: more provenance for the record (``zoo
+    fetch``: the source's size, URL, whether the registry pinned its hash).  Returns the tag's
+    folder."""
     target = converted_path(tag)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         record = {"tag": tag, "sha256": sha256_file(staged / WEIGHTS_NAME),
                   "size": (staged / WEIGHTS_NAME).stat().st_size, "source_sha256": source_sha256,
-                  "source_file": source_file}
+                  "source_file": source_file, **(extra or {})}
         (staged / CONVERSION_RECORD).write_text(json.dumps(record, indent=2))
         (target.parent / CONVERSION_RECORD).unlink(missing_ok=True)
         for item in sorted(p.name for p in staged.iterdir() if p.name != CONVERSION_RECORD):

@@ -26,11 +26,18 @@ MAX_CONFIG_DEPTH = 64
 
 Layout = Literal["zoo", "original", "packed"]
 
+# Version of the ``zoo`` section of config.json (the spec dict in it, the layout and tag):
+# raised when a change would make an older zoo misread it.  Configs written before it existed
+# carry none and are version 1.
+SPEC_SCHEMA = 1
+
 
 class ZooSection(StrictModel):
-    """The ``zoo`` section of a config zoo wrote."""
+    """The ``zoo`` section of a config zoo wrote: the full spec (data only, validated against
+    the installed families before use), its schema version, the weights layout and tag."""
 
     spec: dict[str, Any] | None = None
+    spec_schema: int = Field(1, ge=1, strict=True)
     layout: Layout = "zoo"
     tag: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_]*$", max_length=100)
 
@@ -97,10 +104,15 @@ def read_config(path: Path) -> FolderConfig:
     if _depth(doc) > MAX_CONFIG_DEPTH:
         raise CorruptWeightsError(f"{path}: config.json nested deeper than {MAX_CONFIG_DEPTH}")
     try:
-        return FolderConfig.model_validate(doc)
+        config = FolderConfig.model_validate(doc)
     except ValidationError as e:
         raise CorruptWeightsError(f"{path}: invalid config.json: "
                                   + "; ".join(validation_problems(e)[:5])) from None
+    if config.zoo is not None and config.zoo.spec_schema > SPEC_SCHEMA:
+        raise WeightsError(f"{path}: written by a newer zoo (spec schema "
+                           f"{config.zoo.spec_schema}; this zoo reads up to {SPEC_SCHEMA}): "
+                           "upgrade zoo (pip install -U zoo) to load it")
+    return config
 
 
 def _depth(node: Any) -> int:

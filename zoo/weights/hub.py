@@ -102,6 +102,50 @@ def clean_stale_downloads(repo_id: str) -> list[Path]:
     return removed
 
 
+def _missing_errors() -> tuple[type[BaseException], ...]:
+    from huggingface_hub.errors import (EntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    return (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError)
+
+
+def hub_metadata(repo_id: str, filename: str, revision: str | None, what: str) -> Any:
+    """One bounded metadata request (``HEAD``, ``HF_HUB_ETAG_TIMEOUT`` seconds, no retries) for
+    a Hub file: huggingface_hub's ``HfFileMetadata`` (size, commit, etag), checked by
+    :func:`guard_session`; transport failures and missing files as zoo errors."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    check_repo_id(repo_id)
+    if revision is not None:
+        check_revision(revision)
+    if constants.HF_HUB_OFFLINE:
+        raise _not_cached(what)
+    transport: tuple[type[BaseException], ...] = (*network_errors(), OSError)
+    timeout = constants.HF_HUB_ETAG_TIMEOUT
+    guard_session()
+    url = hf_hub_url(repo_id, filename, revision=revision)
+    try:
+        return get_hf_file_metadata(url, timeout=timeout)
+    except HubResponseError:
+        raise
+    except _missing_errors() as e:
+        raise WeightsError(f"{what}: {repo_id}@{revision or 'main'}/{filename} does not exist "
+                           f"on the Hub ({type(e).__name__}). The registry record is wrong or "
+                           "the repo was removed.") from None
+    except OfflineModeIsEnabled:
+        raise _not_cached(what) from None
+    except HfHubHTTPError as e:
+        raise HubConnectionError(f"{what}: the Hub at {constants.ENDPOINT} answered with an "
+                                 f"error: {e}") from None
+    except transport as e:
+        raise HubConnectionError(
+            f"{what}: cannot reach the Hub at {constants.ENDPOINT} within {timeout} s and the "
+            f"file is not cached ({type(e).__name__}: {e}). Check the network / HF_ENDPOINT "
+            "(HF_HUB_ETAG_TIMEOUT sets the wait), or set HF_HUB_OFFLINE=1 to use only cached "
+            "files.") from None
+
+
 def hub_download(repo_id: str, filename: str, revision: str | None, what: str, *,
                  expected_size: int | None = None, expected_sha256: str | None = None) -> Path:
     """Download through huggingface_hub's cache (its locks, resume, offline mode), bounded in time.
@@ -112,50 +156,29 @@ def hub_download(repo_id: str, filename: str, revision: str | None, what: str, *
     out huggingface_hub's retry back-off, and a file whose size differs from the registry's is
     refused before any byte of it is fetched.
     """
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
-    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError,
-                                        LocalEntryNotFoundError, OfflineModeIsEnabled,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     check_repo_id(repo_id)
     if revision is not None:
         check_revision(revision)
-    missing = (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError)
     pinned = revision is not None and COMMIT_RE.match(revision) is not None
     cached = cached_hub_file(repo_id, filename, revision)
     if cached is not None and (pinned or constants.HF_HUB_OFFLINE):
         return cached
     if constants.HF_HUB_OFFLINE:
         raise _not_cached(what)
-    transport: tuple[type[BaseException], ...] = (*network_errors(), OSError)
     timeout = constants.HF_HUB_ETAG_TIMEOUT
-    guard_session()
     if cached is None:
-        url = hf_hub_url(repo_id, filename, revision=revision)
-        try:
-            meta = get_hf_file_metadata(url, timeout=timeout)
-        except HubResponseError:
-            raise
-        except missing as e:
-            raise WeightsError(f"{what}: {repo_id}@{revision or 'main'}/{filename} does not exist "
-                               f"on the Hub ({type(e).__name__}). The registry record is wrong or "
-                               "the repo was removed.") from None
-        except OfflineModeIsEnabled:
-            raise _not_cached(what) from None
-        except HfHubHTTPError as e:
-            raise HubConnectionError(f"{what}: the Hub at {constants.ENDPOINT} answered with an "
-                                     f"error: {e}") from None
-        except transport as e:
-            raise HubConnectionError(
-                f"{what}: cannot reach the Hub at {constants.ENDPOINT} within {timeout} s and the "
-                f"file is not cached ({type(e).__name__}: {e}). Check the network / HF_ENDPOINT "
-                "(HF_HUB_ETAG_TIMEOUT sets the wait), or set HF_HUB_OFFLINE=1 to use only cached "
-                "files.") from None
+        meta = hub_metadata(repo_id, filename, revision, what)
         if expected_size is not None and meta.size is not None and meta.size != expected_size:
             raise ChecksumMismatchError(
                 what, expected_sha256 or "?",
                 f"a file of {meta.size} bytes where the registry records {expected_size} "
                 f"({repo_id}@{revision}/{filename}; nothing was downloaded)")
+    transport: tuple[type[BaseException], ...] = (*network_errors(), OSError)
+    missing = _missing_errors()
+    guard_session()
     clean_stale_downloads(repo_id)
     try:
         path = Path(hf_hub_download(repo_id, filename, revision=revision, library_name="zoo",

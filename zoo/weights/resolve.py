@@ -3,6 +3,7 @@ converted original), ``hf-hub:org/repo[@rev]``, a local folder or ``.safetensors
 downloaded where needed and verified, as a :class:`WeightsSource`."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,9 @@ from zoo.weights.folder import (CONFIG_NAME, WEIGHTS_NAME, FolderConfig, Layout,
 from zoo.weights.hub import hub_download
 from zoo.weights.reader import load_safetensors
 from zoo.weights.refs import is_hub_reference, parse_hub_reference
+from zoo.weights.sources import ALLOW_ENV, plan_source, source_fetch_allowed
+
+log = logging.getLogger("zoo")
 
 if TYPE_CHECKING:
     import torch
@@ -79,28 +83,46 @@ def resolve_tag(spec: SpecBase, tag: str | None) -> WeightsSource:
     tag = full.split(".", 1)[1]
     if record.hub is None:
         local = converted_path(full)
+        if not local.exists() and source_fetch_allowed():
+            from zoo.weights.fetch import fetch_tag  # urllib & co. only when it is used
+
+            fetched = fetch_tag(full)  # ZOO_ALLOW_SOURCE_FETCH=1: download, convert apart
+            log.warning("%s: fetched its original (%s) and converted it into zoo's cache; its "
+                        "sha256 %s %s", full, fetched.source.how, fetched.source.sha256,
+                        fetched.source.pin_note())
         if local.exists():
             what = f"{full} (converted locally)"
             stamp = read_conversion_record(full)
             if stamp is not None:
                 verify_file(local, stamp["sha256"], stamp["size"], what)
             return WeightsSource(local, what, tag, num_classes=record.num_classes)
-        pinned = f" (sha256 {record.source.sha256})" if record.source.sha256 else ""
-        if record.source.format == "safetensors":
-            raise WeightsNotPublishedError(
-                f"{full} has no pinned Hub record in zoo's registry (its commit and sha256 are "
-                f"not recorded yet): download the safetensors file {record.source.url}{pinned}, "
-                f"then run `zoo convert {full} <downloaded file>` once.")
-        raise WeightsNotPublishedError(
-            f"{full} is published only as an original {record.source.format} checkpoint, which "
-            f"must be converted once: download {record.source.url}{pinned}, then run "
-            f"`zoo convert {full} <downloaded file>`; zoo never unpickles files from the network "
-            "itself.")
+        raise WeightsNotPublishedError(not_converted_message(full))
     hub = record.hub
     path = hub_download(hub.repo_id, hub.filename, hub.revision, full,
                         expected_size=hub.size, expected_sha256=hub.sha256)
     verify_file(path, hub.sha256, hub.size, full)
     return WeightsSource(path, full, tag, layout=hub.layout, num_classes=record.num_classes)
+
+
+def not_converted_message(full: str) -> str:
+    """What to do about a source-only tag that is not converted yet: the exact ``zoo fetch``
+    command (or, for hosts without a direct download, the manual way)."""
+    record = registry().get(full)
+    src = record.source
+    pinned = f" (sha256 {src.sha256})" if src.sha256 else ""
+    kind = "safetensors file" if src.format == "safetensors" else f"original {src.format} checkpoint"
+    plan = plan_source(src.url)
+    if not plan.downloadable:
+        return (f"{full} is published only as an {kind} at {src.url}{pinned}, which has no "
+                f"direct download ({plan.reason}). Download it by hand, then run `zoo fetch "
+                f"{full} --from-dir <its folder>` (or `zoo convert {full} <downloaded file>`) "
+                "once; zoo converts it with weights_only loading in a separate process.")
+    return (f"{full} is published only as an {kind} ({src.url}{pinned}), not converted yet: "
+            f"run `zoo fetch {full}` once (downloads it, checks it, converts it in a separate "
+            "process with weights_only loading, into zoo's cache; then it loads offline), or "
+            f"download it yourself and run `zoo convert {full} <downloaded file>`. Set "
+            f"{ALLOW_ENV}=1 to let pretrained=True fetch it by itself; by default zoo never "
+            "unpickles files from the network.")
 
 
 def is_reference(weights: str | Path) -> bool:

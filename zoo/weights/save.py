@@ -11,10 +11,28 @@ from typing import TYPE_CHECKING, Any
 from zoo.catalog import get_spec
 from zoo.errors import WeightsError
 from zoo.weights.card import model_card
-from zoo.weights.folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from zoo.weights.folder import CARD_NAME, CONFIG_NAME, SPEC_SCHEMA, WEIGHTS_NAME
 
 if TYPE_CHECKING:
     from torch import nn
+
+
+def canonical_header(path: Path) -> None:
+    """Rewrite a safetensors header with its keys sorted (same length: same pairs, compact
+    JSON), so that the same tensors always give the same bytes: safetensors writes its metadata
+    map in a per-process random order, and a conversion's sha256 should not depend on it."""
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        raw = f.read(n)
+        header = json.loads(raw)
+        text = json.dumps({k: (dict(sorted(v.items())) if k == "__metadata__" else v)
+                           for k, v in sorted(header.items())}, separators=(",", ":")).encode()
+        if len(text) > n:  # never: the same pairs, compact; keep the file as written
+            return
+        text += b" " * (n - len(text))
+        if text != raw:
+            f.seek(8)
+            f.write(text)
 
 
 def save_pretrained(model: nn.Module, directory: str | Path, *, tag: str | None = None,
@@ -58,7 +76,8 @@ def save_pretrained(model: nn.Module, directory: str | Path, *, tag: str | None 
               "num_features": getattr(model, "num_features", None),
               "pretrained_cfg": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()
                                  if k != "architecture"},
-              "zoo": {"spec": spec.model_dump(mode="json"), "layout": layout, "tag": tag}}
+              "zoo": {"spec": spec.model_dump(mode="json"), "spec_schema": SPEC_SCHEMA,
+                      "layout": layout, "tag": tag}}
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise WeightsError(f"{directory} is an existing file; save_pretrained writes a folder "
@@ -68,6 +87,7 @@ def save_pretrained(model: nn.Module, directory: str | Path, *, tag: str | None 
     try:
         save_file(tensors, str(tmp / WEIGHTS_NAME),
                   metadata={"format": "pt", "zoo_architecture": name, "zoo_layout": layout})
+        canonical_header(tmp / WEIGHTS_NAME)
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=str))
         (tmp / CARD_NAME).write_text(model_card(name, cfg, spec, metrics, cfg.get("license")))
         for item in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME):

@@ -17,20 +17,19 @@ else a 2x2 average pool (when the block strides) and/or a 1x1 conv without BN (w
 changes); swish activations; SE with ReLU and hard sigmoid; the "v3" head; the input is
 bicubic-resized to the child's resolution before the stem.
 """
-from __future__ import annotations
-
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, SelectAdaptivePool2d, SEModule, create_act_layer
+from timm.layers import (DropPath, SelectAdaptivePool2d, SEModule, create_act_layer,
+                         register_notrace_function)
 from torch import nn
 
 from zoo.families.contract import FamilyHooks
 from zoo.layers.batchnorm import recalibrate_bn
 from zoo.errors import CheckpointError, StateDictMismatchError
-from zoo.model import ZooModel, linear_or_identity
+from zoo.model import StepChainModel, linear_or_identity
 
 from .schema import Arch, SearchSpace, Subnet, make_divisible
 
@@ -61,7 +60,7 @@ class BlockPlan:
         return self.in_chs == self.out_chs and self.stride == 1
 
 
-def plan_blocks(space: SearchSpace, subnet: Subnet) -> list[BlockPlan]:
+def plan_blocks(space: SearchSpace, subnet: Subnet) -> List[BlockPlan]:
     """The blocks of ``subnet`` in order (AttentiveNAS ``get_active_subnet``)."""
     plans, in_chs, offset = [], subnet.width[0], 0
     for s, st in enumerate(space.stages):
@@ -82,7 +81,7 @@ class ConvBnAct(nn.Sequential):
     """Conv (no bias, 'same' padding) + BatchNorm + optional activation."""
 
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1,
-                 groups: int = 1, act: str | None = "swish", eps: float = 1e-5):
+                 groups: int = 1, act: Optional[str] = "swish", eps: float = 1e-5):
         super().__init__()
         self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2,
                               groups=groups, bias=False)
@@ -132,11 +131,11 @@ class MBConvBlock(nn.Module):
 
 # -- the network --------------------------------------------------------------------------------
 
-def _feature_info(space: SearchSpace, subnet: Subnet) -> list[dict]:
+def _feature_info(space: SearchSpace, subnet: Subnet) -> List[Dict]:
     """timm's ``feature_info``: per resolution, the last module producing it among the stem, the
-    stages and ``conv_head`` (the last spatial map: the v3 head pools right after it).  Declared
-    only with ``resize_input=False``: a model that resizes its input to ``subnet.resolution``
-    has maps whose stride relative to the caller's image is not an integer."""
+    stages and ``conv_head`` (the last spatial map, ``forward_features``' output).  Reductions are
+    relative to the image the stem sees: with ``resize_input`` that is the input resized to
+    ``subnet.resolution``, not the caller's image (``features_only`` turns the resize off)."""
     reduction = space.stem.stride
     levels = {reduction: {"module": "stem", "num_chs": subnet.width[0], "reduction": reduction}}
     for s, st in enumerate(space.stages):
@@ -148,12 +147,25 @@ def _feature_info(space: SearchSpace, subnet: Subnet) -> list[dict]:
     return list(levels.values())
 
 
-class BigNASNet(ZooModel):
+@register_notrace_function  # a graph leaf for torch.fx: the size test runs on real tensors
+def resize_to(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    """AttentiveNAS' input adapter: bicubic-resize to ``resolution`` unless already that size."""
+    if x.shape[-2] != resolution or x.shape[-1] != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bicubic")
+    return x
+
+
+torch.fx.wrap("resize_to")
+
+
+class BigNASNet(StepChainModel):
     """A standalone child of a BigNAS-style supernet (a supernet spec builds its largest child).
 
-    ``forward_features`` ends with the last conv layers: BigNAS' 1x1 conv+BN+act (a feature
-    map), or AttentiveNAS' v3 head (expand, pool, feature-mix: a (B, width, 1, 1) map);
-    ``forward_head`` pools, flattens and classifies.
+    ``forward_features`` ends with the last spatial layer ``conv_head``: BigNAS' 1x1 conv+BN+act
+    to ``width``, or the first layer of AttentiveNAS' v3 head (MobileNetV3 Sec. 5.1 efficient last
+    stage: 1x1 expansion conv+BN+act).  ``forward_head`` pools; the v3 head then mixes the pooled
+    vector to ``width`` (``feature_mix``, a 1x1 conv + act: ``head_hidden_size``), as timm's
+    MobileNetV3 does with its ``conv_head``; then dropout and the classifier.
     """
 
     def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3):
@@ -162,7 +174,7 @@ class BigNASNet(ZooModel):
         self.space, self.subnet = space, subnet
         self.resolution = subnet.resolution
         self.resize_input = arch.resize_input
-        self.num_classes = num_classes
+        self.num_classes, self.in_chans = num_classes, in_chans
         self.drop_rate = arch.drop_rate
         eps = arch.bn_eps
 
@@ -176,62 +188,93 @@ class BigNASNet(ZooModel):
             for s in range(len(space.stages))])
         last = subnet.width[-2]
         head = space.head
-        self.num_features = self.head_hidden_size = subnet.width[-1]
-        # maps are only aligned with the caller's image when the model does not resize it
-        self.feature_info = [] if arch.resize_input else _feature_info(space, subnet)
-        if arch.resize_input:
-            self.features_only_hint = ("create it with resize_input=False (its input is resized "
-                                       "to the child's resolution, so maps have no fixed stride)")
+        self.head_hidden_size = subnet.width[-1]
+        self.feature_info = _feature_info(space, subnet)
+        self.v3_head = head.v3
         if head.v3:
-            # AttentiveNAS' `last_conv` (MobileNetV3 Sec. 5.1 efficient last stage): expand,
-            # pool, then mix to `width` on the pooled vector.  Pooling happens inside it, so the
-            # features are (B, width, 1, 1).
-            expand = last * head.expand
-            self.conv_head = ConvBnAct(last, expand, 1, act=head.act, eps=eps)
-            self.head_pool = nn.AdaptiveAvgPool2d(1)
+            # AttentiveNAS' `last_conv`: expand (here, the end of the features), pool, then mix
+            # to `width` on the pooled vector (feature_mix, part of the head).
+            self.num_features = last * head.expand
+            self.conv_head = ConvBnAct(last, self.num_features, 1, act=head.act, eps=eps)
             self.feature_mix = nn.Sequential()
-            self.feature_mix.add_module("conv", nn.Conv2d(expand, self.num_features, 1, bias=False))
+            self.feature_mix.add_module("conv", nn.Conv2d(self.num_features,
+                                                          self.head_hidden_size, 1, bias=False))
             self.feature_mix.add_module("act", create_act_layer(_ACTS[head.act], inplace=True))
         else:
             # BigNAS: a 1x1 conv+BN+act to `width`, pooled by the classifier head.
+            self.num_features = self.head_hidden_size
             self.conv_head = ConvBnAct(last, self.num_features, 1, act=head.act, eps=eps)
-            self.head_pool = nn.Identity()
             self.feature_mix = nn.Identity()
-        self.global_pool = SelectAdaptivePool2d(pool_type="avg")
-        self.flatten = nn.Flatten(1)
-        self.classifier = linear_or_identity(self.num_features, num_classes)
+        self._set_pool(arch.global_pool)
+        self.classifier = linear_or_identity(self.head_hidden_size, num_classes)
+
+    def _set_pool(self, global_pool: str) -> None:
+        pool = SelectAdaptivePool2d(pool_type=global_pool)
+        if self.v3_head and pool.feat_mult() != 1:
+            raise ValueError(f"global_pool {global_pool!r} concatenates poolings, but the v3 head "
+                             "mixes the pooled features with a 1x1 conv of fixed width; use "
+                             "'avg', 'max', 'avgmax' or ''")
+        self.global_pool = pool.train(self.training)
+        self.flatten = (nn.Flatten(1) if global_pool else nn.Identity()).train(self.training)
+        if not self.v3_head:
+            self.head_hidden_size = self.num_features * pool.feat_mult()
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        return resize_to(x, self.resolution) if self.resize_input else x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if self.resize_input and tuple(x.shape[-2:]) != (self.resolution, self.resolution):
-            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bicubic")
-        x = self.stem(x)
-        x = self.stages(x)
-        return self.feature_mix(self.head_pool(self.conv_head(x)))
+        x = self.prepare_input(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return self.run_steps(x)
+        return self.conv_head(self.stages(self.stem(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.flatten(self.global_pool(x))
+        x = self.flatten(self.feature_mix(self.global_pool(x)))
         if pre_logits:
             return x
         if self.drop_rate > 0:
             x = F.dropout(x, self.drop_rate, self.training)
         return self.classifier(x)
 
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         self.num_classes = num_classes
         if global_pool is not None:
-            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool)
-            self.flatten = nn.Flatten(1) if global_pool else nn.Identity()
-        self.classifier = linear_or_identity(self.num_features, num_classes)
+            self._set_pool(global_pool)
+        self.classifier = linear_or_identity(self.head_hidden_size, num_classes, self)
 
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+    # -- timm's feature API ----------------------------------------------------------------------
+    @torch.jit.ignore
+    def feature_steps(self) -> List[str]:
+        return ["stem", *(f"stages.{i}" for i in range(len(self.stages))), "conv_head"]
+
+    @torch.jit.ignore
+    def prune_head_extras(self) -> None:
+        self.feature_mix = nn.Identity()
+        self.v3_head = False
+
+    @torch.jit.ignore
+    def as_backbone(self) -> None:
+        """A feature backbone sees the caller's image as it is (no resize to the resolution), so
+        its maps are at the declared strides of that image."""
+        self.resize_input = False
+
+    @torch.jit.ignore
+    def feature_map_size(self, img_size: Tuple[int, int]) -> Optional[Tuple[int, int]]:
+        if self.resize_input:
+            img_size = (self.resolution, self.resolution)
+        return super().feature_map_size(img_size)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
         return {"stem": r"^stem", "blocks": r"^stages\.(\d+)" if coarse else
                 [(r"^stages\.(\d+)\.(\d+)", None), (r"^conv_head|^feature_mix", (99999,))]}
 
 
-def info(model: BigNASNet) -> dict[str, str]:
+def info(model: BigNASNet) -> Dict[str, str]:
     """Extra lines of ``zoo info``: the child's choices and the BN-calibration reminder."""
     sub = model.subnet
     return {"subnet": f"resolution {sub.resolution}, width {list(sub.width)}, depth "
@@ -250,11 +293,11 @@ _BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
 def supernet_layout(space: SearchSpace, num_classes: int = 1000,
-                    in_chans: int = 3) -> dict[str, tuple[int, ...]]:
+                    in_chans: int = 3) -> Dict[str, Tuple[int, ...]]:
     """Every tensor of AttentiveNAS' ``AttentiveNasDynamicModel`` for ``space`` (its
     ``state_dict`` keys and shapes, ``bn_tracking`` buffers excluded): the largest widths,
     kernels and expansions, all ``max(depth)`` blocks of every stage."""
-    out: dict[str, tuple[int, ...]] = {}
+    out: Dict[str, Tuple[int, ...]] = {}
 
     def conv(prefix: str, o: int, i: int, k: int = 1) -> None:
         out[f"{prefix}.conv.conv.weight"] = (o, i, k, k)
@@ -307,7 +350,7 @@ def _is_extra(key: str) -> bool:
     return ".bn_tracking." in key
 
 
-def check_supernet_state_dict(spec, sd: dict[str, torch.Tensor]) -> None:
+def check_supernet_state_dict(spec, sd: Dict[str, torch.Tensor]) -> None:
     """Raise :class:`StateDictMismatchError` unless ``sd`` is a whole supernet checkpoint of
     ``spec``'s search space (keys and shapes of AttentiveNAS' dynamic model)."""
     space = spec.arch.resolved_space()
@@ -336,9 +379,9 @@ def _center(weight: torch.Tensor, k: int) -> torch.Tensor:
     return weight[..., start:start + k, start:start + k]
 
 
-def _slice_supernet(spec, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _slice_supernet(spec, sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     space, subnet = spec.arch.resolved_space(), spec.arch.resolved_subnet()
-    out: dict[str, torch.Tensor] = {}
+    out: Dict[str, torch.Tensor] = {}
 
     def take(dst: str, src: str, *sizes: int) -> None:
         t = sd[src]
@@ -384,12 +427,12 @@ def _slice_supernet(spec, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return out
 
 
-def _own_shapes(spec) -> dict[str, tuple[int, ...]]:
+def _own_shapes(spec) -> Dict[str, Tuple[int, ...]]:
     with torch.device("meta"):
         return {k: tuple(v.shape) for k, v in build(spec).state_dict().items()}
 
 
-def convert(spec, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def convert(spec, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """An AttentiveNAS/AlphaNet *supernet* checkpoint -> this child's weights.
 
     Accepts the supernet's state dict (``module.`` prefixes, as the released

@@ -217,6 +217,9 @@ class Arch(ArchBase):
     bn_eps: float = Field(1e-5, gt=0)
     resize_input: bool = Field(True, description="bicubic-resize inputs to subnet.resolution "
                                "first, as AttentiveNAS' forward does")
+    global_pool: Literal["avg", "max", "avgmax", "catavgmax", ""] = Field(
+        "avg", description="pooling of the last map before the head (AttentiveNAS: average; "
+        "'' none: the head gets the map)")
     drop_rate: float = Field(0.0, ge=0, lt=1, description="dropout before the classifier")
     drop_path_rate: float = Field(0.0, ge=0, lt=1, description="stochastic depth (drop connect) "
                                   "of identity-shortcut blocks, linear in block index")

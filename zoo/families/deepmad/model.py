@@ -13,16 +13,16 @@ global average pooling and a linear classifier.  Two block types:
   shortcut (AvgPool2d(2) on stride 2) only when ``in == out`` (never a projection); SiLU after
   the add, and also at the end of blocks without a shortcut.
 """
-from __future__ import annotations
-
 import re
+from typing import Dict, List, Optional
 
+import torch
 from timm.layers import ClassifierHead, ConvNormAct, DropPath, create_act_layer
 from torch import Tensor, nn
 
 from zoo.families.contract import FamilyHooks
 from zoo.errors import CheckpointError
-from zoo.model import ClassifierHeadModel
+from zoo.model import ClassifierHeadModel, StepChainModel
 
 from .schema import Arch, ConvLayer, SuperBlock, se_channels
 
@@ -87,8 +87,8 @@ class ResK1DWSEK1(nn.Module):
         return self.act(out)
 
 
-def _make_stage(arch: Arch, sb: SuperBlock, dprs: list[float]) -> nn.Sequential:
-    blocks: list[nn.Module] = []
+def _make_stage(arch: Arch, sb: SuperBlock, dprs: List[float]) -> nn.Sequential:
+    blocks: List[nn.Module] = []
     for i in range(sb.depth):
         in_chs, stride = (sb.in_chs, sb.stride) if i == 0 else (sb.out_chs, 1)
         if arch.block == "k1kxk1":
@@ -105,7 +105,7 @@ def _conv_layer(in_chs: int, layer: ConvLayer) -> ConvNormAct:
     return ConvNormAct(in_chs, layer.out_chs, layer.kernel_size, stride=layer.stride)
 
 
-def _feature_info(arch: Arch) -> list[dict]:
+def _feature_info(arch: Arch) -> List[Dict]:
     """timm's ``feature_info``: per resolution, the last module producing it among the stem,
     the super-blocks (their last block's output) and the final 1x1 conv."""
     reduction = arch.stem.stride
@@ -121,12 +121,15 @@ def _feature_info(arch: Arch) -> list[dict]:
     return list(levels.values())
 
 
-class DeepMAD(ClassifierHeadModel):
-    """A DeepMAD CNN: stem -> super-blocks -> [final 1x1] -> avg-pool -> fc."""
+class DeepMAD(ClassifierHeadModel, StepChainModel):
+    """A DeepMAD CNN: stem -> super-blocks -> [final 1x1] -> avg-pool -> fc.
+
+    timm's feature API sees the chain stem, super-blocks, final 1x1 (gradient checkpointing
+    recomputes block by block)."""
 
     def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3) -> None:
         super().__init__()
-        self.num_classes = num_classes
+        self.num_classes, self.in_chans = num_classes, in_chans
         self.drop_rate = arch.drop_rate
         self.stem = _conv_layer(in_chans, arch.stem)
         total = sum(sb.depth for sb in arch.stages)
@@ -140,13 +143,23 @@ class DeepMAD(ClassifierHeadModel):
                            if arch.final_conv is not None else nn.Identity())
         self.num_features = self.head_hidden_size = arch.num_features
         self.feature_info = _feature_info(arch)
-        self.head = ClassifierHead(self.num_features, num_classes, pool_type="avg",
+        self.head = ClassifierHead(self.num_features, num_classes, pool_type=arch.global_pool,
                                    drop_rate=arch.drop_rate)
+        self.head_hidden_size = self.head.num_features
+        self._steps = ["stem", *(f"stages.{i}" for i in range(len(arch.stages)))] + (
+            ["final_conv"] if arch.final_conv is not None else [])
 
     def forward_features(self, x: Tensor) -> Tensor:
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return self.run_steps(x)
         return self.final_conv(self.stages(self.stem(x)))
 
-    def group_matcher(self, coarse: bool = False) -> dict:
+    @torch.jit.ignore
+    def feature_steps(self) -> List[str]:
+        return list(self._steps)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict:
         return {"stem": r"^stem", "blocks": r"^stages\.(\d+)" if coarse else
                 [(r"^stages\.(\d+)\.(\d+)", None), (r"^final_conv", (99999,))]}
 
@@ -162,12 +175,12 @@ _CONV = {"conv1": "conv", "bn1": "bn"}
 _SE = {"conv1": "conv_reduce", "conv2": "conv_expand"}
 
 
-def _conv_bn(rest: str) -> str | None:
+def _conv_bn(rest: str) -> Optional[str]:
     m = re.fullmatch(r"(conv1|bn1)\.(.+)", rest)
     return f"{_CONV[m.group(1)]}.{m.group(2)}" if m else None
 
 
-def _inner(rest: str) -> str | None:
+def _inner(rest: str) -> Optional[str]:
     m = re.fullmatch(r"(conv1|conv2|conv3)\.(.+)", rest)
     if m:
         sub = _conv_bn(m.group(2))
@@ -183,16 +196,16 @@ def _inner(rest: str) -> str | None:
     return None
 
 
-def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+def convert(spec, state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     """TinyNAS ``CnnNet`` state dict (``block_list.*``, ``fc_linear.*``; optionally wrapped by
     DataParallel's ``module.``) -> this module's layout.  Unknown keys raise CheckpointError."""
     n = len(spec.arch.stages)
     has_final = spec.arch.final_conv is not None
-    out: dict[str, Tensor] = {}
-    unknown: list[str] = []
+    out: Dict[str, Tensor] = {}
+    unknown: List[str] = []
     for key, value in state_dict.items():
         k = key.removeprefix("module.")
-        new: str | None = None
+        new: Optional[str] = None
         if m := re.fullmatch(r"fc_linear\.(weight|bias)", k):
             new = f"head.fc.{m.group(1)}"
         elif m := re.fullmatch(r"block_list\.(\d+)\.(.+)", k):

@@ -93,6 +93,8 @@ class Arch(ArchBase):
     drop_path_rate: Probability = Field(
         0.0, description="stochastic depth on residual branches, linear over blocks (zoo addition; "
                          "the published networks were trained without it)")
+    global_pool: Literal["avg", "max", "avgmax", "catavgmax", ""] = Field(
+        "avg", description="pooling before the classifier (TinyNAS: average; '' none)")
     design: DesignRecord | None = Field(None, description="set on specs made by the designer")
     search_budget: Budget | None = Field(
         None, description="the budgets of the search that found a published network (DeepMAD's "

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from zoo.errors import CheckpointError, SpecError, ZooError
 from zoo.families.contract import FamilyHooks
+from zoo.layers.timm_model import timm_feature_info
 from zoo.model import ZooModel
 
 BASIS_KEY = "basis"
@@ -99,15 +100,17 @@ class EBVNet(ZooModel):
         self.temperature, self.threshold = temperature, threshold
         self.num_features = backbone.num_features
         self.head_hidden_size = dim
-        self.feature_info = [{**d, "module": BACKBONE + d["module"]}
-                             for d in _timm_feature_info(backbone)]
+        self.feature_info = timm_feature_info(backbone, prefix=BACKBONE)
         self.num_classes = num_classes
         self.ebv = self._classifier(num_classes, device=None)
 
     def _classifier(self, num_classes: int, device) -> nn.Module:
         if num_classes <= 0:
             return nn.Identity()
-        with torch.device(device or "cpu"):
+        if device is None:  # the ambient default device (meta while building for weights)
+            return EquiangularBasisVectors(self.head_hidden_size, num_classes, self.temperature,
+                                           self.threshold)
+        with torch.device(device):
             return EquiangularBasisVectors(self.head_hidden_size, num_classes, self.temperature,
                                            self.threshold)
 
@@ -155,15 +158,6 @@ class EBVNet(ZooModel):
             return [(shift(p[0]), p[1]) if isinstance(p, tuple) else shift(p) for p in pattern]
 
         return {k: shift(v) for k, v in self.backbone.group_matcher(coarse=coarse).items()}
-
-
-def _timm_feature_info(model: nn.Module) -> list[dict]:
-    info = getattr(model, "feature_info", None) or []
-    info = list(getattr(info, "info", info))
-    if any(d.get("hook_type", "forward") != "forward" for d in info):
-        return []
-    return [{"module": d["module"], "num_chs": d["num_chs"], "reduction": d["reduction"]}
-            for d in info]
 
 
 def build(spec) -> EBVNet:

@@ -41,9 +41,12 @@ every activated row divided by its l1 norm; zoo's reading of the option).
 
 Blockwise (``GnB``) and universal (``GnU``) configurations (paper Sec. 3): blockwise models
 hold one :class:`FourierKArAt` (all heads) in every block's attention, ``blocks.j.attn.karat``;
-universal models hold a single one on the model, ``karat``, which every block's attention
-*references without registering it*, so ``state_dict`` and safetensors files store it once and
-loading (also ``assign=True`` loading of meta-built models) re-ties every block to it.
+universal models hold a single one, ``karat``, whose parameters are also those of every block's
+``attn.karat`` (the same ``nn.Parameter`` objects: ``parameters()`` yields them once, gradients
+accumulate in one tensor, and TorchScript / torch.fx see ordinary submodules).  State-dict hooks
+store them once, under ``karat.*``: saving drops the blocks' aliases; loading (also
+``assign=True`` loading of meta-built models) fills the aliases from ``karat.*`` and then ties
+every block to ``karat``'s parameters again.
 
 Efficiency.  A direct transcription evaluates every unit on every attention entry, a
 ``B x H x N x r x N x (G+1)`` tensor.  :class:`FourierKArAt` instead computes ``cos(m a_kq)``
@@ -59,25 +62,38 @@ Section/table references: the paper's v3 text was not readable in full offline; 
 initialization table, parameter/GFLOPs table and ImageNet results used here are the paper's as
 reproduced on its project page (https://subhajitmaity.me/KArAt), cited by content.
 """
-from __future__ import annotations
-
+import re
 from functools import partial
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-from timm.layers import Attention, PatchEmbed, create_act_layer, trunc_normal_
-from timm.models import checkpoint_seq
+from timm.layers import (Attention, PatchEmbed, create_act_layer, register_notrace_function,
+                         trunc_normal_)
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from zoo.families.contract import FamilyHooks
 from zoo.errors import CheckpointError, InputShapeError, SpecError
-from zoo.layers.vit_head import TokenHeadModel
+from zoo.layers.vit_head import TokenHeadModel, vit_feature_info
 from zoo.model import check_input_size, linear_or_identity
 
 from .schema import Arch, KArAtConfig
 
 NORM_EPS = 1e-6      # timm ViT LayerNorm eps
 L1_EPS = 1e-12       # guards the l1 projection of an all-zero row
+
+
+@register_notrace_function
+def check_scores(attn: Tensor, num_heads: int, num_tokens: int) -> None:
+    if attn.ndim != 4 or attn.shape[1] != num_heads or attn.shape[-1] != num_tokens:
+        raise InputShapeError(
+            f"Fourier-KArAt operator expects attention scores (B, {num_heads}, N_q, "
+            f"{num_tokens}): its units are tied to the {num_tokens} key positions "
+            f"the model was built for, got {tuple(attn.shape)}")
+
+
+for _fn in ("check_scores", "check_input_size"):
+    torch.fx.wrap(_fn)  # graph leaves wherever this module's code calls them
 
 
 class FourierKArAt(nn.Module):
@@ -98,6 +114,7 @@ class FourierKArAt(nn.Module):
         self.num_heads, self.num_tokens = num_heads, num_tokens
         self.rank, self.grid_size = rank, grid_size
         self.l1_projection = l1_projection
+        self.l1_eps = L1_EPS
         self.base_act = None if base_activation == "zero" else create_act_layer(base_activation)
         harmonics = grid_size + 1  # m = 0..G
         self.a = nn.Parameter(torch.empty(num_heads, rank, num_tokens, harmonics))
@@ -127,12 +144,9 @@ class FourierKArAt(nn.Module):
         return (f"heads={self.num_heads}, N={self.num_tokens}, r={self.rank}, "
                 f"G={self.grid_size}, base={base}, l1_projection={self.l1_projection}")
 
+    @torch.jit.ignore
     def _check(self, attn: Tensor) -> None:
-        if attn.ndim != 4 or attn.shape[1] != self.num_heads or attn.shape[-1] != self.num_tokens:
-            raise InputShapeError(
-                f"Fourier-KArAt operator expects attention scores (B, {self.num_heads}, N_q, "
-                f"{self.num_tokens}): its units are tied to the {self.num_tokens} key positions "
-                f"the model was built for, got {tuple(attn.shape)}")
+        check_scores(attn, self.num_heads, self.num_tokens)
 
     @staticmethod
     def _as_matrix(coeff: Tensor) -> Tensor:
@@ -140,8 +154,14 @@ class FourierKArAt(nn.Module):
         h, r, n, g1 = coeff.shape
         return coeff.permute(0, 2, 3, 1).reshape(h, n * g1, r)
 
+    @torch.jit.ignore
+    def tie_to(self, other: "FourierKArAt") -> None:
+        """Use ``other``'s parameters (the same ``nn.Parameter`` objects)."""
+        self.a, self.b, self.w = other.a, other.b, other.w
+
     def forward(self, attn: Tensor) -> Tensor:
-        self._check(attn)
+        if not torch.jit.is_scripting():
+            check_scores(attn, self.num_heads, self.num_tokens)
         # Harmonics m * a_kq of every score, (B, h, Nq, N, G+1) viewed as (B, h, Nq, N * (G+1));
         # Phi(a_k)_p = sum_{q,m} a_pqm cos(m a_kq) + b_pqm sin(m a_kq) is then two matmuls.
         x = (attn.unsqueeze(-1) * self.m.to(attn.dtype)).flatten(-2)
@@ -151,7 +171,7 @@ class FourierKArAt(nn.Module):
             phi = phi + self.base_act(attn).sum(-1, keepdim=True)
         out = phi @ self.w.transpose(-1, -2)  # (B, h, Nq, N): W Phi(a)
         if self.l1_projection:
-            out = out / out.abs().sum(-1, keepdim=True).clamp_min(L1_EPS)
+            out = out / out.abs().sum(-1, keepdim=True).clamp_min(self.l1_eps)
         return out
 
 
@@ -159,32 +179,33 @@ class KArAtAttention(Attention):
     """timm's multi-head self-attention with the softmax replaced by a :class:`FourierKArAt`.
 
     The projections (``qkv``, ``q_norm``/``k_norm``, ``proj``) and dropouts are timm's.  The
-    operator is bound after construction with :meth:`bind`: owned (registered as ``karat``,
-    blockwise) or shared (referenced, not registered: universal).
+    operator is bound after construction with :meth:`bind` as the submodule ``karat`` (its own,
+    blockwise, or one tied to the model's shared parameters, universal).
     """
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._shared: tuple[FourierKArAt, ...] = ()  # a tuple: nn.Module does not register it
+    __jit_unused_properties__ = ["operator"]
 
-    def bind(self, operator: FourierKArAt, *, shared: bool) -> None:
+    def bind(self, operator: FourierKArAt, *, shared: bool = False) -> None:
+        """Use ``operator`` (``shared``: the model's universal one; this attention gets its own
+        module holding the same parameters)."""
         if operator.num_heads != self.num_heads:
             raise ValueError(f"operator has {operator.num_heads} heads, attention {self.num_heads}")
         if shared:
-            self._shared = (operator,)
-        else:
-            self.karat = operator
+            alias = FourierKArAt(operator.num_heads, operator.num_tokens, operator.rank,
+                                 operator.grid_size, l1_projection=operator.l1_projection)
+            alias.base_act = operator.base_act
+            alias.tie_to(operator)
+            operator = alias
+        self.karat = operator
 
     @property
     def operator(self) -> FourierKArAt:
-        if self._shared:
-            return self._shared[0]
         op = self._modules.get("karat")
         if op is None:
             raise RuntimeError("KArAtAttention has no operator: call bind() first")
         return op  # type: ignore[return-value]
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None,
+    def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None,
                 is_causal: bool = False) -> Tensor:
         if attn_mask is not None or is_causal:
             raise ValueError("KArAt attention has no masking: every row holds all N key positions")
@@ -193,7 +214,7 @@ class KArAtAttention(Attention):
         q, k, v = qkv.unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
         attn = (q * self.scale) @ k.transpose(-2, -1)  # A = QK^T / sqrt(d)
-        attn = self.attn_drop(self.operator(attn))
+        attn = self.attn_drop(self.karat(attn))
         x = (attn @ v).transpose(1, 2).reshape(B, N, self.attn_dim)
         x = self.norm(x)
         return self.proj_drop(self.proj(x))
@@ -206,12 +227,12 @@ class KArAtVisionTransformer(TokenHeadModel):
                  img_size: tuple[int, int] = (224, 224), name: str = "karat") -> None:
         super().__init__()
         self.name, self.img_size = name, tuple(img_size)
-        self.num_classes = num_classes
-        self.num_features = self.embed_dim = arch.embed_dim
+        self.num_classes, self.in_chans = num_classes, in_chans
+        self.num_features = self.head_hidden_size = self.embed_dim = arch.embed_dim
         self.global_pool = arch.global_pool
         self.num_prefix_tokens = int(arch.class_token)
         self.mode = arch.karat.mode
-        self.grad_checkpointing = False
+        self.feature_info = vit_feature_info(arch.depth, arch.embed_dim, arch.patch_size)
         norm_layer = partial(nn.LayerNorm, eps=NORM_EPS)
 
         self.patch_embed = PatchEmbed(img_size=self.img_size, patch_size=arch.patch_size,
@@ -224,9 +245,9 @@ class KArAtVisionTransformer(TokenHeadModel):
 
         make_operator = partial(FourierKArAt.from_config, arch.karat, arch.num_heads,
                                 self.num_tokens)
-        # Universal (GnU): the h operators live once, here; blocks only reference them.
+        # Universal (GnU): the h operators live once, here; every block uses their parameters.
         self.karat = make_operator() if self.mode == "universal" else None
-        dpr = torch.linspace(0, arch.drop_path_rate, arch.depth).tolist()
+        dpr = torch.linspace(0, arch.drop_path_rate, arch.depth, device="cpu").tolist()
         blocks = []
         for i in range(arch.depth):
             blk = Block(arch.embed_dim, arch.num_heads, mlp_ratio=arch.mlp_ratio,
@@ -244,6 +265,17 @@ class KArAtVisionTransformer(TokenHeadModel):
         self.head_drop = nn.Dropout(arch.drop_rate)
         self.head = linear_or_identity(arch.embed_dim, num_classes)
         self.init_weights()
+        if self.karat is not None:
+            self.register_state_dict_post_hook(_store_shared_once)
+            self.register_load_state_dict_pre_hook(_load_shared)
+            self.register_load_state_dict_post_hook(lambda module, keys: module.tie_operators())
+
+    @torch.jit.ignore
+    def tie_operators(self) -> None:
+        """Universal models: every block's operator uses ``karat``'s parameters (again)."""
+        if self.karat is not None:
+            for blk in self.blocks:
+                blk.attn.karat.tie_to(self.karat)
 
     def init_weights(self) -> None:
         """timm's ViT init: positions trunc-normal(.02), class token N(0, 1e-6), linears
@@ -258,31 +290,49 @@ class KArAtVisionTransformer(TokenHeadModel):
                     nn.init.zeros_(m.bias)
 
     @torch.jit.ignore
-    def no_weight_decay(self) -> set[str]:
+    def no_weight_decay(self) -> set:
         return {"pos_embed", "cls_token"}
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        return {"stem": r"^cls_token|^pos_embed|^patch_embed|^karat\.",
+                "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]}
 
-    def operators(self) -> list[FourierKArAt]:
+    def operators(self) -> List[FourierKArAt]:
         """The operator each block uses, in block order (the same object for universal)."""
         return [blk.attn.operator for blk in self.blocks]
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        check_input_size(x, self.img_size, self.name)
+    def embed(self, x: Tensor) -> Tensor:
+        if not torch.jit.is_scripting():
+            check_input_size(x, self.img_size, self.name)
         x = self.patch_embed(x)
         if self.cls_token is not None:
             x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
-        x = self.pos_drop(x + self.pos_embed)
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            x = checkpoint_seq(self.blocks, x)
-        else:
-            x = self.blocks(x)
-        return self.norm(x)
+        return self.pos_drop(x + self.pos_embed)
 
 
+_ALIAS = re.compile(r"blocks\.\d+\.attn\.karat\.")
 
-def _img_size(spec) -> tuple[int, int]:
+
+def _store_shared_once(module: nn.Module, state_dict: Dict[str, Any], prefix: str,
+                       local_metadata: Any) -> None:
+    """Universal models: the blocks' ``attn.karat.*`` entries alias ``karat.*``; drop them."""
+    for key in [k for k in state_dict if k.startswith(prefix)
+                and _ALIAS.match(k, len(prefix))]:
+        del state_dict[key]
+
+
+def _load_shared(module: nn.Module, state_dict: Dict[str, Any], prefix: str,
+                 local_metadata: Any, strict: bool, missing_keys: List[str],
+                 unexpected_keys: List[str], error_msgs: List[str]) -> None:
+    """Universal models: give every block's alias the stored ``karat.*`` tensor."""
+    for name, tensor in [(k[len(prefix) + len("karat."):], v) for k, v in state_dict.items()
+                         if k.startswith(prefix + "karat.")]:
+        for i in range(len(module.blocks)):
+            state_dict.setdefault(f"{prefix}blocks.{i}.attn.karat.{name}", tensor)
+
+
+def _img_size(spec) -> Tuple[int, int]:
     arch: Arch = spec.arch
     _, h, w = spec.data.input_size
     if h % arch.patch_size or w % arch.patch_size:
@@ -300,7 +350,7 @@ def build(spec) -> KArAtVisionTransformer:
                                   name=spec.name)
 
 
-def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+def convert(spec, state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     """A KArAt checkpoint saved from a (possibly DDP-wrapped) zoo model -> zoo's layout.
 
     There are no original KArAt weights (the paper's code was not available to zoo), so the

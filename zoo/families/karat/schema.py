@@ -53,9 +53,9 @@ class Arch(ArchBase):
     mlp_ratio: float = Field(4.0, gt=0, description="MLP hidden width / embed_dim")
     qkv_bias: bool = True
     class_token: bool = True
-    global_pool: Literal["token", "avg"] = Field(
+    global_pool: Literal["token", "avg", ""] = Field(
         "token", description="pooling before the head: the class token (ViT) or the mean of "
-        "the patch tokens")
+        "the patch tokens; '' none: the head gets every token")
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the head")
     pos_drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
     proj_drop_rate: float = Field(0.0, ge=0.0, lt=1.0)

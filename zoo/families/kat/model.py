@@ -24,20 +24,19 @@ only changes the input gradient of exact zeros.
 The module tree and state-dict keys are upstream's (``KATVisionTransformer``), so its
 checkpoints load after stripping a DataParallel ``module.`` prefix.
 """
-from __future__ import annotations
-
 import math
 from functools import partial
+from typing import Dict, Optional, Tuple, Type
 
 import torch
-from timm.layers import PatchEmbed, trunc_normal_
-from timm.models import checkpoint_seq
+from timm.layers import (PatchEmbed, register_notrace_function, resample_abs_pos_embed,
+                         to_2tuple, trunc_normal_)
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from zoo.families.contract import FamilyHooks
 from zoo.errors import CheckpointError, InputShapeError
-from zoo.layers.vit_head import TokenHeadModel
+from zoo.layers.vit_head import TokenHeadModel, vit_feature_info
 from zoo.model import check_input_size, linear_or_identity
 
 from .schema import Arch
@@ -48,7 +47,7 @@ NORM_EPS = 1e-6  # upstream's norm_layer: partial(nn.LayerNorm, eps=1e-6)
 # initialization): least-squares fits of
 # each function on [-3, 3], as published in upstream's kat_rational/init.json.  They matter only for
 # training from scratch; pretrained weights overwrite them.
-RATIONAL_INIT: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+RATIONAL_INIT: Dict[str, Tuple[Tuple[float, ...], Tuple[float, ...]]] = {
     "identity": ((0.0, 1.0, 0.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0)),
     "swish": ((3.054879741161051e-07, 0.5000007853744493, 0.24999783422824703,
                0.05326628273219478, 0.005803034571292244, 0.0002751961022402342),
@@ -59,6 +58,7 @@ RATIONAL_INIT: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 
 
+@register_notrace_function  # a graph leaf for torch.fx (it branches on the input's shape/dtype)
 def group_rational(x: Tensor, numerator: Tensor, denominator: Tensor, num_groups: int) -> Tensor:
     """Apply the group-rational function along the last (channel) dimension of ``x``.
 
@@ -73,14 +73,14 @@ def group_rational(x: Tensor, numerator: Tensor, denominator: Tensor, num_groups
     evaluated in float32, as upstream's kernel casts them).
     """
     channels = x.shape[-1]
-    if channels % num_groups:
+    if channels % num_groups and not torch.jit.is_scripting():
         raise InputShapeError(f"group-rational with {num_groups} groups needs a channel count "
                               f"divisible by {num_groups} in the last dimension, got shape "
                               f"{tuple(x.shape)}")
     out_dtype = x.dtype
     if x.dtype in (torch.float16, torch.bfloat16):
         x = x.float()
-    xg = x.unflatten(-1, (num_groups, channels // num_groups))  # (..., G, C/G)
+    xg = x.unflatten(-1, [num_groups, channels // num_groups])  # (..., G, C/G)
     a = numerator.to(x.dtype).expand(num_groups, -1)             # (G, m + 1)
     b = denominator.to(x.dtype)                                  # (G, n)
     # |b| whose gradient is copysign(1, b) as in the kernel: also 1 at b = +0, so the denominators
@@ -97,6 +97,10 @@ def group_rational(x: Tensor, numerator: Tensor, denominator: Tensor, num_groups
     return (p / q).flatten(-2).to(out_dtype)
 
 
+for _fn in ("group_rational", "check_input_size"):
+    torch.fx.wrap(_fn)  # graph leaves wherever this module's code calls them
+
+
 class GroupRational(nn.Module):
     """Learnable group-rational activation (paper Sec. 4, GR-KAN; upstream ``KAT_Group``).
 
@@ -105,7 +109,8 @@ class GroupRational(nn.Module):
     """
 
     def __init__(self, num_groups: int = 8, init: str = "identity", *,
-                 device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None
+                 ) -> None:
         super().__init__()
         if init not in RATIONAL_INIT:
             raise ValueError(f"unknown rational initialization {init!r}; known: "
@@ -119,7 +124,8 @@ class GroupRational(nn.Module):
             torch.tensor(den, device=device, dtype=dtype or torch.float32).repeat(num_groups, 1))
 
     @property
-    def order(self) -> tuple[int, int]:
+    @torch.jit.unused
+    def order(self) -> Tuple[int, int]:
         return self.weight_numerator.shape[1] - 1, self.weight_denominator.shape[1]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -137,11 +143,12 @@ class GRKAN(nn.Module):
     ``norm_layer`` must be None (the activations are the rationals, there is no hidden norm).
     """
 
-    def __init__(self, in_features: int, hidden_features: int | None = None,
-                 out_features: int | None = None, act_layer: type[nn.Module] | None = None,
-                 norm_layer: type[nn.Module] | None = None, bias: bool = True, drop: float = 0.0,
-                 *, act_init: str = "swish", num_groups: int = 8,
-                 device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
+    def __init__(self, in_features: int, hidden_features: Optional[int] = None,
+                 out_features: Optional[int] = None, act_layer: Optional[Type[nn.Module]] = None,
+                 norm_layer: Optional[Type[nn.Module]] = None, bias: bool = True,
+                 drop: float = 0.0, *, act_init: str = "swish", num_groups: int = 8,
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None
+                 ) -> None:
         super().__init__()
         if act_layer is not None or norm_layer is not None:
             raise ValueError("GRKAN's activations are group-rationals and it has no hidden norm: "
@@ -166,13 +173,15 @@ class KAT(TokenHeadModel):
     ViT-Ti/S/B with every MLP replaced, ImageNet-1k results in Sec. 5)."""
 
     def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3,
-                 img_size: tuple[int, int] = (224, 224)) -> None:
+                 img_size: Tuple[int, int] = (224, 224), name: str = "kat") -> None:
         super().__init__()
-        self.num_classes = num_classes
+        self.num_classes, self.in_chans = num_classes, in_chans
         self.num_features = self.head_hidden_size = self.embed_dim = arch.embed_dim
         self.global_pool = arch.global_pool
         self.num_prefix_tokens = 1
-        self.grad_checkpointing = False
+        self.img_size = tuple(img_size)
+        self.name = name
+        self.feature_info = vit_feature_info(arch.depth, arch.embed_dim, arch.patch_size)
         norm_layer = partial(nn.LayerNorm, eps=NORM_EPS)
 
         self.patch_embed = PatchEmbed(img_size=img_size, patch_size=arch.patch_size,
@@ -217,36 +226,45 @@ class KAT(TokenHeadModel):
                     nn.init.zeros_(module.bias)
 
     @torch.jit.ignore
-    def no_weight_decay(self) -> set[str]:
+    def no_weight_decay(self) -> set:
         return {"pos_embed", "cls_token"}
 
     @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> dict:
+    def group_matcher(self, coarse: bool = False) -> Dict:
         return {"stem": r"^cls_token|pos_embed|patch_embed",
                 "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]}
 
     @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
+    def set_input_size(self, img_size=None, patch_size=None) -> None:
+        """Take ``img_size`` images from now on: the positional embedding is resampled
+        (bicubic, timm's ``resample_abs_pos_embed``) to the new patch grid."""
+        if patch_size is not None and to_2tuple(patch_size) != self.patch_embed.patch_size:
+            raise ValueError("KAT's patch size is fixed by its weights; only img_size can change")
+        if img_size is None:
+            return
+        old = list(self.patch_embed.grid_size)
+        self.patch_embed.set_input_size(img_size=to_2tuple(img_size))
+        new = list(self.patch_embed.grid_size)
+        if new != old:
+            with torch.no_grad():
+                pos = resample_abs_pos_embed(self.pos_embed, new, old,
+                                             num_prefix_tokens=self.num_prefix_tokens)
+            self.pos_embed = nn.Parameter(pos, requires_grad=self.pos_embed.requires_grad)
+        self.img_size = tuple(self.patch_embed.img_size)
+        self._input_size_changed(self.img_size)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """(B, C, H, W) image at the spec's size -> (B, 1 + N, D) normalized tokens."""
-        check_input_size(x, self.patch_embed.img_size,
-                         self.pretrained_cfg.get("architecture") or type(self).__name__)
+    def embed(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) image at the model's size -> (B, 1 + N, D) tokens with positions."""
+        if not torch.jit.is_scripting():
+            check_input_size(x, self.img_size, self.name)
         x = self.patch_embed(x)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
-        x = self.pos_drop(x)
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            x = checkpoint_seq(self.blocks, x)
-        else:
-            x = self.blocks(x)
-        return self.norm(x)
-
+        return self.pos_drop(x)
 
 
 def build(spec) -> KAT:
     return KAT(spec.arch, num_classes=spec.data.num_classes, in_chans=spec.data.in_chans,
-               img_size=tuple(spec.data.input_size[1:]))
+               img_size=tuple(spec.data.input_size[1:]), name=spec.name)
 
 
 def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:

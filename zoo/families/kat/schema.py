@@ -24,9 +24,10 @@ class Arch(ArchBase):
     num_heads: int = Field(gt=0)
     mlp_ratio: float = Field(4.0, gt=0, description="GR-KAN hidden width / embed_dim")
     qkv_bias: bool = True
-    global_pool: Literal["token", "avg"] = Field(
+    global_pool: Literal["token", "avg", ""] = Field(
         "token", description="'token': the class token feeds the head (upstream's default); "
-        "'avg': mean of the patch tokens, with the final norm moved after pooling (timm's fc_norm)")
+        "'avg': mean of the patch tokens, with the final norm moved after pooling (timm's fc_norm); "
+        "'' none: the head gets every token")
     rational_groups: int = Field(8, gt=0, description="channel groups of every group-rational "
                                  "(upstream KAT_Group num_groups)")
     numerator_order: int = Field(5, gt=0, description="order m of the shared numerator P "

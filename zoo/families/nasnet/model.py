@@ -19,21 +19,24 @@ DARTS (Liu et al., arXiv 1806.09055, Sec. 2.1 and the official ``model.py``) is 
 with a convolutional stem, symmetric padding, an h_(i-2) projection in every cell and no ReLU
 before the head: those are spec fields, not code paths.
 """
-from __future__ import annotations
-
+import math
 import re
-from collections.abc import Sequence
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, SelectAdaptivePool2d, SeparableConv2d
+from timm.models import checkpoint
+from timm.models._features import feature_take_indices
 from torch import nn
 
 from zoo.families.contract import FamilyHooks
 from zoo.errors import CheckpointError, InputShapeError
 from zoo.families.nasnet.schema import OPS, Arch, CellGenotype
 from zoo.layers.padding import PaddingMode, conv2d, pool2d
-from zoo.model import ZooModel, linear_or_identity
+from zoo.model import IndicesT, ZooModel, check_image, check_output_fmt, linear_or_identity
+
+torch.fx.wrap("check_image")  # a graph leaf wherever this module's code calls it
 
 
 def _timm_padding(mode: PaddingMode) -> str:
@@ -126,7 +129,9 @@ class PoolBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(x)
-        return x if self.proj is None else self.proj(x)
+        if self.proj is not None:
+            x = self.proj(x)
+        return x
 
 
 class Zero(nn.Module):
@@ -138,7 +143,7 @@ class Zero(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, :1, ::self.stride, ::self.stride]
-        return x.new_zeros(x.shape[0], self.out_chs, *x.shape[-2:])
+        return x.new_zeros([x.shape[0], self.out_chs, x.shape[-2], x.shape[-1]])
 
 
 def create_op(name: str, in_chs: int, out_chs: int, *, stride: int, padding: PaddingMode,
@@ -169,8 +174,8 @@ class Block(nn.Module):
     exempts its 'none' (``identity``) even when it projects, DARTS every ``nn.Identity``.
     """
 
-    def __init__(self, left: nn.Module, right: nn.Module, inputs: tuple[int, int],
-                 drop_path: float, exempt: tuple[bool, bool] = (False, False)) -> None:
+    def __init__(self, left: nn.Module, right: nn.Module, inputs: Tuple[int, int],
+                 drop_path: float, exempt: Tuple[bool, bool] = (False, False)) -> None:
         super().__init__()
         self.left, self.right = left, right
         self.inputs = inputs
@@ -178,7 +183,7 @@ class Block(nn.Module):
                             for e, op in zip(exempt, (left, right)))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, states: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, states: List[torch.Tensor]) -> torch.Tensor:
         i, j = self.inputs
         left, right = self.left(states[i]), self.right(states[j])
         if not self.exempt[0]:
@@ -205,14 +210,14 @@ class Cell(nn.Module):
         prev_reduced: ``h_(i-2)`` has twice the resolution of ``h_(i-1)``.
     """
 
-    def __init__(self, genotype: CellGenotype, *, x_chs: int, prev_chs: int | None, filters: int,
+    def __init__(self, genotype: CellGenotype, *, x_chs: int, prev_chs: Optional[int], filters: int,
                  reduction: bool, prev_reduced: bool, prev_projection: str, padding: PaddingMode,
                  bn_eps: float, drop_path: float = 0.0) -> None:
         super().__init__()
         self.reduction = reduction
-        self.concat = tuple(genotype.concat)
+        self.concat = list(genotype.concat)
         self.preprocess_x = ReLUConvBn(x_chs, filters, bn_eps=bn_eps)
-        self.preprocess_prev: nn.Module | None
+        self.preprocess_prev: Optional[nn.Module]
         if prev_chs is None:
             self.preprocess_prev, state0_chs = None, x_chs
         elif prev_reduced:
@@ -242,19 +247,22 @@ class Cell(nn.Module):
                 self.adapt[str(s)] = ConvBn(chs[s], filters, bn_eps=bn_eps)
         self.out_chs = len(self.concat) * filters
 
-    def forward(self, x: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, prev: Optional[torch.Tensor]) -> torch.Tensor:
         state1 = self.preprocess_x(x)
         if self.preprocess_prev is None:
             state0 = x
         else:
-            if prev is None:
-                raise RuntimeError("this cell was built for two inputs but got no h_(i-2)")
+            assert prev is not None, "this cell was built for two inputs but got no h_(i-2)"
             state0 = self.preprocess_prev(prev)
         states = [state0, state1]
         for block in self.blocks:
             states.append(block(states))
-        out = [self.adapt[str(s)](states[s]) if str(s) in self.adapt else states[s]
-               for s in self.concat]
+        out = [states[s] for s in self.concat]
+        for key, adapt in self.adapt.items():  # states whose shape differs from the blocks'
+            s = int(key)
+            for pos in range(len(self.concat)):
+                if self.concat[pos] == s:
+                    out[pos] = adapt(states[s])
         return torch.cat(out, dim=1)
 
 
@@ -287,11 +295,21 @@ class NasnetStem(nn.Module):
         self.feature_levels = [("bn", *states[0])] + [
             (f"cells.{k}", *state) for k, state in enumerate(states[1:])]
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward_levels(self, x: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """(hidden states the first main cell reads, outputs of ``feature_levels``)."""
         hs = [self.bn(self.conv(x))]
         for cell in self.cells:
-            hs.append(cell(hs[-1], hs[-2] if len(hs) >= 2 else None))
-        return hs
+            prev = hs[-2] if len(hs) >= 2 else None
+            hs.append(cell(hs[-1], prev))
+        return hs, hs
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        return self.forward_levels(x)[0]
+
+    @torch.jit.ignore
+    def prune_levels(self, keep: int) -> None:
+        """Keep the first ``keep`` levels (the conv, then stem cells)."""
+        self.cells = self.cells[:keep - 1]
 
 
 class DartsStem(nn.Module):
@@ -309,14 +327,33 @@ class DartsStem(nn.Module):
         self.bn_3 = nn.BatchNorm2d(c, eps=eps)
         self.out_states = [(c, 2), (c, 3)]
         self.feature_levels = [("bn", c // 2, 1), ("bn_2", c, 2), ("bn_3", c, 3)]
+        self.depth = 3  # levels computed (prune_levels lowers it)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        s0 = self.bn_2(self.conv_2(F.relu(self.bn(self.conv(x)))))
+    def forward_levels(self, x: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """(hidden states the first main cell reads, outputs of ``feature_levels``)."""
+        b = self.bn(self.conv(x))
+        if self.depth == 1:
+            return [b], [b]
+        s0 = self.bn_2(self.conv_2(F.relu(b)))
+        if self.depth == 2:
+            return [s0], [b, s0]
         s1 = self.bn_3(self.conv_3(F.relu(s0)))
-        return [s0, s1]
+        return [s0, s1], [b, s0, s1]
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        return self.forward_levels(x)[0]
+
+    @torch.jit.ignore
+    def prune_levels(self, keep: int) -> None:
+        """Keep the first ``keep`` levels; the layers after them become identities."""
+        self.depth = keep
+        if keep < 3:
+            self.conv_3, self.bn_3 = nn.Identity(), nn.Identity()
+        if keep < 2:
+            self.conv_2, self.bn_2 = nn.Identity(), nn.Identity()
 
 
-def _make_cell(arch: Arch, states: list[tuple[int, int]], *, reduction: bool, filters: int,
+def _make_cell(arch: Arch, states: List[Tuple[int, int]], *, reduction: bool, filters: int,
                prev_offset: int, drop_path: float) -> Cell:
     """A cell reading ``h_(i-1) = states[-1]`` and ``h_(i-2) = states[-prev_offset]``."""
     x_chs, x_level = states[-1]
@@ -331,10 +368,10 @@ def _make_cell(arch: Arch, states: list[tuple[int, int]], *, reduction: bool, fi
                 drop_path=drop_path)
 
 
-def cell_plan(arch: Arch) -> list[tuple[str, int]]:
+def cell_plan(arch: Arch) -> List[Tuple[str, int]]:
     """The main cells in forward order as ``("normal", n)`` / ``("reduction", r)`` (n, r count
     each kind from 0): stages of ``depths[s]`` normal cells, a reduction cell between stages."""
-    plan: list[tuple[str, int]] = []
+    plan: List[Tuple[str, int]] = []
     n = 0
     for stage, depth in enumerate(arch.depths):
         if stage > 0:
@@ -347,13 +384,13 @@ def cell_plan(arch: Arch) -> list[tuple[str, int]]:
 
 # -- the network -------------------------------------------------------------------------------
 
-def _feature_info(stem_levels: Sequence[tuple[str, int, int]],
-                  cell_states: Sequence[tuple[int, int]]) -> list[dict]:
+def _feature_info(stem_levels: Sequence[Tuple[str, int, int]],
+                  cell_states: Sequence[Tuple[int, int]]) -> List[Dict]:
     """timm's ``feature_info``: per resolution (``reduction = 2 ** level``), the last stem state
     or main cell producing it, i.e. the hidden states h_i of Fig. 2 that end a resolution (stem,
     each stage's last normal cell, the final cell).  The maps are the cells' outputs, before the
     ReLU that the next cell (or the head) applies; timm's NASNet port hooks that ReLU instead."""
-    levels: dict[int, dict] = {}
+    levels: Dict[int, Dict] = {}
     entries = [(f"stem.{name}", chs, level) for name, chs, level in stem_levels]
     entries += [(f"cells.{k}", chs, level) for k, (chs, level) in enumerate(cell_states)]
     for module, chs, level in entries:
@@ -398,40 +435,136 @@ class CellNet(ZooModel):
         self.num_features = self.head_hidden_size = states[-1][0]
         self.feature_info = _feature_info(self.stem.feature_levels,
                                           states[len(self.stem.out_states):])
+        # where each level comes from: ("stem", index in stem.feature_levels) or ("cell", k)
+        stem_names = [f"stem.{name}" for name, _, _ in self.stem.feature_levels]
+        self._taps = [("stem", stem_names.index(d["module"])) if d["module"] in stem_names
+                      else ("cell", int(d["module"].split(".")[1])) for d in self.feature_info]
+        self._first_level = self.stem.feature_levels[0][2]
+        self._valid_stem = arch.stem.kind == "nasnet_imagenet"
         self.num_classes = num_classes
         self.head_relu = arch.head_relu
-        self.global_pool = SelectAdaptivePool2d(pool_type="avg", flatten=True)
+        self.global_pool = SelectAdaptivePool2d(pool_type=arch.global_pool,
+                                                flatten=bool(arch.global_pool))
+        self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         self.head_drop = nn.Dropout(arch.drop_rate)
-        self.classifier = linear_or_identity(self.num_features, num_classes)
+        self.classifier = linear_or_identity(self.head_hidden_size, num_classes)
+
+    def _cells(self, hs: List[torch.Tensor], stop: int) -> List[torch.Tensor]:
+        """Run the main cells ``0 .. stop - 1`` on the stem's states; keeps the last 3.  Under
+        gradient checkpointing every cell is recomputed in the backward pass."""
+        for k, cell in enumerate(self.cells):
+            if k < stop:
+                offset = self.prev_offsets[k]
+                prev = hs[-offset] if len(hs) >= offset else None
+                if self.grad_checkpointing and not torch.jit.is_scripting():
+                    hs.append(checkpoint(cell, hs[-1], prev))
+                else:
+                    hs.append(cell(hs[-1], prev))
+                hs = hs[-3:]  # a cell reads at most 3 states back
+        return hs
+
+    @torch.jit.ignore
+    def _cell(self, k: int, hs: List[torch.Tensor]) -> List[torch.Tensor]:
+        """Run main cell ``k`` alone (as :meth:`_cells` does it)."""
+        offset = self.prev_offsets[k]
+        prev = hs[-offset] if len(hs) >= offset else None
+        cell = self.cells[k]
+        out = checkpoint(cell, hs[-1], prev) if self.grad_checkpointing else cell(hs[-1], prev)
+        return (hs + [out])[-3:]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_chans or min(x.shape[-2:]) < self.min_size:
-            raise InputShapeError(
-                f"expected images (B, {self.in_chans}, H, W) with H, W >= {self.min_size}, got "
-                f"shape {tuple(x.shape)}")
-        hs = self.stem(x)
-        for cell, offset in zip(self.cells, self.prev_offsets):
-            hs.append(cell(hs[-1], hs[-offset] if len(hs) >= offset else None))
-            del hs[:-3]  # a cell reads at most 3 states back
+        if not torch.jit.is_scripting():
+            check_image(x, self.in_chans, self.min_size)
+        hs = self._cells(self.stem(x), len(self.cells))
         x = hs[-1]
-        return F.relu(x) if self.head_relu else x
+        if self.head_relu:
+            x = F.relu(x)
+        return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.head_drop(self.global_pool(x))
         return x if pre_logits else self.classifier(x)
 
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         self.num_classes = num_classes
         if global_pool is not None:
-            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool,
-                                                    flatten=bool(global_pool))
-        self.classifier = linear_or_identity(self.num_features, num_classes)
+            self.global_pool = SelectAdaptivePool2d(
+                pool_type=global_pool, flatten=bool(global_pool)).train(self.training)
+            self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
+        self.classifier = linear_or_identity(self.head_hidden_size, num_classes, self)
 
-    def group_matcher(self, coarse: bool = False) -> dict:
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict:
         return {"stem": r"^stem", "blocks": r"^cells\.(\d+)"}
+
+    # -- timm's feature API ------------------------------------------------------------------------
+    @torch.jit.ignore
+    def forward_intermediates(
+            self, x: torch.Tensor, indices: IndicesT = None, norm: bool = False,
+            stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """The ``feature_info`` levels: hidden states h_i as the cells output them (before the
+        ReLU the next cell or the head applies; ``norm=True`` applies it), and unless
+        ``intermediates_only`` the ``forward_features`` output."""
+        check_output_fmt(output_fmt, ("NCHW", "NHWC"))
+        take, max_index = feature_take_indices(len(self.feature_info), indices)
+        check_image(x, self.in_chans, self.min_size)
+        hs, stem_levels = self.stem.forward_levels(x)
+        last_kind, last_pos = self._taps[max_index]
+        stop = len(self.cells)
+        if stop_early or intermediates_only:
+            stop = 0 if last_kind == "stem" else last_pos + 1
+        cell_out: Dict[int, torch.Tensor] = {}
+        for k in range(stop):
+            hs = self._cell(k, hs)
+            cell_out[k] = hs[-1]
+        intermediates = []
+        for i in take:
+            kind, pos = self._taps[i]
+            y = stem_levels[pos] if kind == "stem" else cell_out[pos]
+            y = F.relu(y) if norm else y
+            intermediates.append(y if output_fmt == "NCHW" else y.permute(0, 2, 3, 1))
+        if intermediates_only:
+            return intermediates
+        x = hs[-1]
+        return (F.relu(x) if self.head_relu else x), intermediates
+
+    @torch.jit.ignore
+    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1,
+                                  prune_norm: bool = False, prune_head: bool = True) -> List[int]:
+        """Keep the network up to the deepest level in ``indices``; ``prune_norm`` drops the
+        head ReLU (the features then end at the level's map)."""
+        take, max_index = feature_take_indices(len(self.feature_info), indices)
+        kind, pos = self._taps[max_index]
+        if kind == "stem":
+            self.stem.prune_levels(pos + 1)
+            self.cells = self.cells[:0]
+        else:
+            self.cells = self.cells[:pos + 1]
+        self.prev_offsets = self.prev_offsets[:len(self.cells)]
+        self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_norm:
+            self.head_relu = False
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take
+
+    @torch.jit.ignore
+    def feature_map_size(self, img_size: Tuple[int, int]) -> Optional[Tuple[int, int]]:
+        """The stem conv of NASNet-A ImageNet is 3x3/2 unpadded; every later reduction (TF
+        'SAME' or symmetric padding, factorized reductions) gives ``ceil(n / 2)``."""
+        last = int(math.log2(self.feature_info[-1]["reduction"]))
+        size = []
+        for n in img_size:
+            n = (n - 3) // 2 + 1 if self._valid_stem else math.ceil(n / 2 ** self._first_level)
+            for _ in range(last - self._first_level):
+                n = math.ceil(n / 2)
+            size.append(n)
+        return size[0], size[1]
 
 
 def build(spec) -> CellNet:
@@ -455,7 +588,7 @@ _CELL_PARTS = [  # (TF-port name inside a cell, zoo name); ports of Cadene and t
 ]
 
 
-def _convert_tf_port(arch: Arch, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _convert_tf_port(arch: Arch, sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Cadene's / timm's NASNet-A key layout -> zoo's.
 
     Both number normal cells as TF-slim's NASNet-A *Large* does: 6 per stage, so Mobile (4 per
@@ -472,8 +605,8 @@ def _convert_tf_port(arch: Arch, sd: dict[str, torch.Tensor]) -> dict[str, torch
                               f"(depths {list(arch.depths)})")
     normal_index = {num: rank for rank, num in enumerate(normal_numbers)}
     main_index = {kind_ord: k for k, kind_ord in enumerate(plan)}
-    out: dict[str, torch.Tensor] = {}
-    unknown: list[str] = []
+    out: Dict[str, torch.Tensor] = {}
+    unknown: List[str] = []
     for key, value in sd.items():
         new = None
         if key.startswith("conv0."):
@@ -504,7 +637,7 @@ def _convert_tf_port(arch: Arch, sd: dict[str, torch.Tensor]) -> dict[str, torch
     return out
 
 
-def convert(spec, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def convert(spec, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """An original checkpoint -> zoo's layout.
 
     Accepts the layout of Cadene's ``pretrainedmodels`` NASNet-A Mobile and of timm's

@@ -140,6 +140,8 @@ class Arch(ArchBase):
         "nasnetalarge); symmetric: PyTorch padding k//2 (DARTS)")
     bn_eps: float = Field(1e-3, gt=0, lt=1)
     head_relu: bool = Field(True, description="ReLU before the global pool (NASNet), not DARTS")
+    global_pool: Literal["avg", "max", "avgmax", "catavgmax", ""] = Field(
+        "avg", description="pooling before the classifier ('' none: the head gets the map)")
     drop_rate: float = Field(0.0, ge=0, lt=1, description="dropout before the classifier")
     drop_path_rate: float = Field(0.0, ge=0, lt=1, description="drop path of the last cell's "
                                   "ops; cell k of K uses rate x (k+1)/K (TF-slim, without the "

@@ -27,24 +27,25 @@ weight as ``dequantize(codes, scale)`` with the same operations.  In eval mode t
 weights are computed once and cached (keyed on the tensors' storage and version counters;
 ``train()``/``eval()`` clear the cache) instead of being re-quantized on every forward.
 """
-from __future__ import annotations
-
 import math
-from typing import Any, Iterable
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
 from timm.models.vision_transformer import Attention
 from torch import nn
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
 from zoo.families.contract import FamilyHooks
 from zoo.loading import load_into, parameters_on_meta
 from zoo.layers.quant import (LearnableBias, LSQQuantizer, LSQWeightQuantizer, StatsQuantizer,
                               WeightQuantizer, dequantize_weight, make_weight_quantizer,
                               weight_code_range)
-from zoo.layers.vit_head import check_global_pool, pool_tokens
-from zoo.model import ZooModel, check_input_size
+from zoo.layers.vit_head import TokenHeadModel, check_global_pool, pool_tokens, vit_feature_info
+from zoo.model import check_input_size, linear_or_identity
+
+torch.fx.wrap("check_input_size")  # a graph leaf wherever this module's code calls it
 
 from .packing import pack_bits, packed_numel, unpack_bits
 from .schema import Arch, QuantRule
@@ -70,9 +71,13 @@ class _CachedWeights(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._qcache: dict[str, tuple[list[tuple[torch.Tensor, int]], torch.Tensor]] = {}
+        self._qcache: Dict[str, Tuple[List[Tuple[torch.Tensor, int]], torch.Tensor]] = {}
 
-    def _cached(self, name: str, sources: Iterable[torch.Tensor], fn) -> torch.Tensor:
+    @torch.jit.ignore
+    def _cached(self, name: str, sources: Iterable[torch.Tensor],
+                fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if is_fx_symbolic_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            return fn()  # traced/compiled graphs recompute (they cannot hold this cache)
         sources = list(sources)
         if self.training or any(t.is_meta for t in sources) or (
                 torch.is_grad_enabled() and any(t.requires_grad for t in sources)):
@@ -97,7 +102,7 @@ class _CachedWeights(nn.Module):
         self._qcache.clear()
         return super().train(mode)
 
-    def __getstate__(self) -> dict[str, Any]:  # copies and pickles never carry the cache
+    def __getstate__(self) -> Dict[str, Any]:  # copies and pickles never carry the cache
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
         state = dict(state)
         state["_qcache"] = {}
@@ -108,7 +113,7 @@ class PackedWeight(_CachedWeights):
     """A deployed quantized weight: ``codes`` (``bits``-bit unsigned codes ``k - k_min``, bit
     packed into uint8) and one ``scale`` per row; ``forward()`` returns the weight."""
 
-    def __init__(self, kind: str, bits: int, shape: tuple[int, ...]) -> None:
+    def __init__(self, kind: str, bits: int, shape: Tuple[int, ...]) -> None:
         super().__init__()
         self.kind, self.bits, self.shape = kind, bits, tuple(shape)
         self.k_min = weight_code_range(kind, bits)[0]
@@ -117,22 +122,29 @@ class PackedWeight(_CachedWeights):
         self.register_buffer("scale", torch.ones(shape[0]))
 
     @staticmethod
-    def pack(kind: str, bits: int, k: torch.Tensor, scale: torch.Tensor) -> dict[str, torch.Tensor]:
+    def pack(kind: str, bits: int, k: torch.Tensor, scale: torch.Tensor) -> Dict[str, torch.Tensor]:
         """State of a PackedWeight from integer codes ``k`` and (broadcastable) per-row scales."""
         k_min = weight_code_range(kind, bits)[0]
         return {"codes": pack_bits(k - k_min, bits),
                 "scale": scale.detach().reshape(-1).clone()}
 
     def _dequantize(self) -> torch.Tensor:
-        k = unpack_bits(self.codes, self.bits, math.prod(self.shape)) + self.k_min
+        numel = 1
+        for d in self.shape:
+            numel *= d
+        k = unpack_bits(self.codes, self.bits, numel) + self.k_min
         k = k.to(self.scale.dtype).view(self.shape)
-        scale = self.scale.view(-1, *([1] * (len(self.shape) - 1)))
+        scale = self.scale.view([-1] + [1] * (len(self.shape) - 1))
         return dequantize_weight(self.kind, self.bits, k, scale)
 
     def forward(self) -> torch.Tensor:
-        if self.codes.is_meta:
-            return torch.empty(self.shape, dtype=self.scale.dtype, device="meta")
-        return self._cached("w", [self.codes, self.scale], self._dequantize)
+        if torch.jit.is_scripting():
+            w = self._dequantize()
+        elif self.codes.is_meta:
+            w = torch.empty(self.shape, dtype=self.scale.dtype, device="meta")
+        else:
+            w = self._cached("w", [self.codes, self.scale], self._dequantize)
+        return w
 
     def extra_repr(self) -> str:
         return f"{self.kind}, bits={self.bits}, shape={self.shape}"
@@ -142,10 +154,7 @@ class _QuantWeightLayer(_CachedWeights):
     """A layer with one quantized weight: latent (``weight`` + ``statsq_fn``/``lsqw_fn``) or
     packed (``weight_q``), plus the OFQ input path ``move_b4 -> LSQ -> move_aft``."""
 
-    weight: nn.Parameter
-    out_features: int
-
-    def _init_weight(self, shape: tuple[int, ...], rule: QuantRule, packed: bool) -> None:
+    def _init_weight(self, shape: Tuple[int, ...], rule: QuantRule, packed: bool) -> None:
         self.weight_kind, self.weight_bits, self.act_bits = (rule.weight.quantizer, rule.weight.bits,
                                                              rule.act.bits)
         self.packed = packed
@@ -158,16 +167,34 @@ class _QuantWeightLayer(_CachedWeights):
                     make_weight_quantizer(self.weight_kind, self.weight_bits, shape[0]))
         self.bias = nn.Parameter(torch.zeros(shape[0]))
 
+    __jit_unused_properties__ = ["weight_quantizer"]
+
     @property
     def weight_quantizer(self) -> WeightQuantizer:
         return getattr(self, _QUANTIZER_ATTR[self.weight_kind])
 
-    def quantized_weight(self) -> torch.Tensor:
-        if self.packed:
-            return self.weight_q()
-        return self._cached("w", [self.weight], lambda: self.weight_quantizer(self.weight))
+    def _quantize(self) -> torch.Tensor:
+        """The weight as the forward uses it (``hasattr`` picks the form; TorchScript evaluates
+        it when compiling, so only the present modules are compiled)."""
+        if hasattr(self, "weight_q"):
+            w = self.weight_q()
+        elif hasattr(self, "statsq_fn"):
+            w = self.statsq_fn(self.weight)
+        else:
+            w = self.lsqw_fn(self.weight)
+        return w
 
-    def pack(self) -> tuple[list[str], dict[str, torch.Tensor]]:
+    def quantized_weight(self) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            w = self._quantize()
+        elif self.packed:
+            w = self.weight_q()
+        else:
+            w = self._cached("w", [self.weight], self._quantize)
+        return w
+
+    @torch.jit.ignore
+    def pack(self) -> Tuple[List[str], Dict[str, torch.Tensor]]:
         """(latent keys this layer drops, packed entries it adds), relative to the layer."""
         quantizer = self.weight_quantizer
         k, scale = quantizer.codes(self.weight)
@@ -201,7 +228,7 @@ class QuantLinear(_QuantWeightLayer):
     """
 
     def __init__(self, in_features: int, out_features: int, rule: QuantRule, *,
-                 num_tokens: int | None, signed: bool = True, packed: bool = False) -> None:
+                 num_tokens: Optional[int], signed: bool = True, packed: bool = False) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self._init_weight((out_features, in_features), rule, packed)
@@ -353,24 +380,50 @@ class QKRAttention(_CachedWeights):
         wk = self.k.weight.reshape(h, d, c)
         return (wq.transpose(-2, -1) @ wk).reshape(h * c, c)
 
-    def quantized_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _quantize_qk(self) -> torch.Tensor:
+        if hasattr(self, "qk_q"):
+            w = self.qk_q()
+        else:
+            w = self.qk_quant(self.fused_qk())
+        return w
+
+    def _quantize_v(self) -> torch.Tensor:
+        if hasattr(self, "v_q"):
+            w = self.v_q()
+        else:
+            w = self.v_quant(self.v.weight)
+        return w
+
+    def quantized_weights(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(Q(W_qk), Q(W_v))``."""
-        if self.packed:
-            return self.qk_q(), self.v_q()
-        qk = self._cached("qk", [self.q.weight, self.k.weight],
-                          lambda: self.qk_quant(self.fused_qk()))
-        v = self._cached("v", [self.v.weight], lambda: self.v_quant(self.v.weight))
+        if torch.jit.is_scripting():
+            qk, v = self._quantize_qk(), self._quantize_v()
+        elif self.packed:
+            qk, v = self.qk_q(), self.v_q()
+        else:
+            qk = self._cached("qk", [self.q.weight, self.k.weight], self._quantize_qk)
+            v = self._cached("v", [self.v.weight], self._quantize_v)
         return qk, v
+
+    def _value_bias(self) -> torch.Tensor:
+        if hasattr(self, "v_bias"):
+            b = self.v_bias
+        else:
+            b = self.v.bias
+        return b
+
+    __jit_unused_properties__ = ["value_bias"]
 
     @property
     def value_bias(self) -> torch.Tensor:
-        return self.v_bias if self.packed else self.v.bias
+        return self._value_bias()
 
-    def pack(self) -> tuple[list[str], dict[str, torch.Tensor]]:
+    @torch.jit.ignore
+    def pack(self) -> Tuple[List[str], Dict[str, torch.Tensor]]:
         dropped = ["q.weight", "k.weight", "v.weight", "v.bias",
                    *(f"qk_quant.{n}" for n in self.qk_quant.state_dict()),
                    *(f"v_quant.{n}" for n in self.v_quant.state_dict())]
-        added: dict[str, torch.Tensor] = {"v_bias": self.v.bias.detach().clone()}
+        added: Dict[str, torch.Tensor] = {"v_bias": self.v.bias.detach().clone()}
         for name, quant, w in (("qk_q", self.qk_quant, self.fused_qk()),
                                ("v_q", self.v_quant, self.v.weight)):
             k, scale = quant.codes(w)
@@ -383,7 +436,7 @@ class QKRAttention(_CachedWeights):
         H = self.num_heads
         w_qk, w_v = self.quantized_weights()
         x = self.quant_x_4_qkv(x)
-        v = F.linear(x, w_v) + self.value_bias
+        v = F.linear(x, w_v) + self._value_bias()
         v = self.move_v_aft(self.quan_a_v_fn(self.move_v_b4(v)))
         v = v.reshape(B, N, H, C // H).transpose(1, 2)                    # B, H, N, C/H
         qkx = self.move_qkx_b4(F.linear(x, w_qk))                         # B, N, H*C: W_qk^h x_n
@@ -412,8 +465,8 @@ class _QuantInput(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block; ``attn``/``mlp`` quantized or full precision per the spec."""
 
-    def __init__(self, arch: Arch, attn_rule: QuantRule | None, mlp_rule: QuantRule | None,
-                 drop_path: float, packed: bool) -> None:
+    def __init__(self, arch: Arch, attn_rule: Optional[QuantRule],
+                 mlp_rule: Optional[QuantRule], drop_path: float, packed: bool) -> None:
         super().__init__()
         dim, n = arch.embed_dim, arch.num_tokens
         self.norm1 = nn.LayerNorm(dim, eps=arch.norm_eps)
@@ -440,11 +493,12 @@ class Block(nn.Module):
 # --------------------------------------------------------------------------------------------
 # the model
 # --------------------------------------------------------------------------------------------
-class OFQDeiT(ZooModel):
+class OFQDeiT(TokenHeadModel):
     """OFQ quantized (distilled) DeiT (arXiv 2302.02210 Sec. 4; base: DeiT arXiv 2012.12877).
 
     ``packed=True`` builds the deployable form (quantized weights as packed integer codes); use
-    :func:`load_packed` to get one with weights.
+    :func:`load_packed` to get one with weights.  timm ViT's feature API comes from
+    :class:`~zoo.layers.vit_head.TokenHeadModel` (prefix tokens: class and distillation token).
     """
 
     def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3, *,
@@ -452,10 +506,13 @@ class OFQDeiT(ZooModel):
         super().__init__()
         self.arch, self.name, self.packed = arch, name, packed
         self.num_classes = num_classes
-        self.num_features = self.embed_dim = arch.embed_dim
+        self.num_features = self.head_hidden_size = self.embed_dim = arch.embed_dim
         self.in_chans = in_chans
-        self.global_pool = "token"
+        self.img_size = (arch.img_size, arch.img_size)
+        self.global_pool = arch.global_pool
+        self.num_prefix_tokens = 2 if arch.distilled else 1
         self.distilled_training = False
+        self.feature_info = vit_feature_info(arch.depth, arch.embed_dim, arch.patch_size)
         self.rules = arch.quantized_modules()
         dim, img = arch.embed_dim, arch.img_size
         self.patch_embed = PatchEmbed(img_size=img, patch_size=arch.patch_size, in_chans=in_chans,
@@ -468,11 +525,12 @@ class OFQDeiT(ZooModel):
         self.dist_token = nn.Parameter(torch.zeros(1, 1, dim)) if arch.distilled else None
         self.pos_embed = nn.Parameter(torch.zeros(1, arch.num_tokens, dim))
         self.pos_drop = nn.Dropout(arch.drop_rate)
-        dpr = [r.item() for r in torch.linspace(0, arch.drop_path_rate, arch.depth)]
+        dpr = torch.linspace(0, arch.drop_path_rate, arch.depth, device="cpu").tolist()
         self.blocks = nn.Sequential(*[
             Block(arch, self.rules.get(f"blocks.{i}.attn"), self.rules.get(f"blocks.{i}.mlp"),
                   dpr[i], packed) for i in range(arch.depth)])
         self.norm = nn.LayerNorm(dim, eps=arch.norm_eps)
+        self.fc_norm = nn.Identity()
         self.head = self._make_head("head", num_classes)
         self.head_dist = self._make_head("head_dist", num_classes) if arch.distilled else None
         self._check_paths()
@@ -487,14 +545,19 @@ class OFQDeiT(ZooModel):
                         if lin.bias is not None:
                             nn.init.zeros_(lin.bias)
 
-    def _make_head(self, path: str, num_classes: int) -> nn.Module:
-        if num_classes <= 0:
-            return nn.Identity()
+    def _make_head(self, path: str, num_classes: int, parent: Optional[nn.Module] = None
+                   ) -> nn.Module:
+        """A (quantized, if the spec says so) head; with ``parent``, on its device, in its dtype
+        and train/eval mode."""
         rule = self.rules.get(path)
-        if rule is None:
-            return nn.Linear(self.embed_dim, num_classes)
-        return QuantLinear(self.embed_dim, num_classes, rule, num_tokens=None,
+        if num_classes <= 0 or rule is None:
+            return linear_or_identity(self.embed_dim, num_classes, parent)
+        head = QuantLinear(self.embed_dim, num_classes, rule, num_tokens=None,
                            packed=self.packed)
+        if parent is not None:
+            ref = next(parent.parameters())
+            head = head.to(device=ref.device, dtype=ref.dtype).train(parent.training)
+        return head
 
     def _check_paths(self) -> None:
         """Every quantized path of the spec must be a quantized module of the built model."""
@@ -512,51 +575,69 @@ class OFQDeiT(ZooModel):
 
     # -- timm API ---------------------------------------------------------------------------
     @torch.jit.ignore
-    def no_weight_decay(self) -> set[str]:
+    def no_weight_decay(self) -> set:
         return {"pos_embed", "cls_token", "dist_token"}
 
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        return {"stem": r"^cls_token|^dist_token|^pos_embed|^patch_embed",
+                "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]}
+
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.head
 
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         if global_pool is not None:
             self.global_pool = check_global_pool(global_pool, allowed=("token", ""))
         self.num_classes = num_classes
-        self.head = self._make_head("head", num_classes)
+        self.head = self._make_head("head", num_classes, self)
         if self.arch.distilled:
-            self.head_dist = self._make_head("head_dist", num_classes)
+            self.head_dist = self._make_head("head_dist", num_classes, self)
+
+    @torch.jit.ignore
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> List[int]:
+        take = super().prune_intermediate_layers(indices, prune_norm, prune_head)
+        if prune_head and self.head_dist is not None:
+            self.head_dist = nn.Identity()
+        return take
 
     def set_distilled_training(self, enable: bool = True) -> None:
         """Training with a distillation loss: ``forward`` returns both heads' logits."""
         self.distilled_training = enable
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_size(x, (self.arch.img_size, self.arch.img_size), self.name)
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            check_input_size(x, self.img_size, self.name)
         x = self.patch_embed(x)
         tokens = [self.cls_token.expand(x.shape[0], -1, -1)]
         if self.dist_token is not None:
             tokens.append(self.dist_token.expand(x.shape[0], -1, -1))
-        x = self.pos_drop(torch.cat([*tokens, x], dim=1) + self.pos_embed)
-        x = self.blocks(x)
-        return self.norm(x)
+        tokens.append(x)
+        return self.pos_drop(torch.cat(tokens, dim=1) + self.pos_embed)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Class-token logits; distilled: the mean of the class- and distillation-token heads
         (both heads' logits while :meth:`set_distilled_training` is on in training mode).
         ``global_pool=''`` gives both heads the whole token sequence."""
         cls = pool_tokens(x, self.global_pool)
-        if self.dist_token is None:
-            return cls if pre_logits else self.head(cls)
-        dist = x[:, 1] if self.global_pool == "token" else x
-        if pre_logits:
-            return cls if self.global_pool == "" else (cls + dist) / 2
-        cls, dist = self.head(cls), self.head_dist(dist)
-        if self.distilled_training and self.training and not torch.jit.is_scripting():
-            return cls, dist
-        return (cls + dist) / 2
+        if self.dist_token is None or self.head_dist is None:
+            out = cls if pre_logits else self.head(cls)
+        else:
+            dist = x[:, 1] if self.global_pool == "token" else x
+            if pre_logits:
+                out = cls if self.global_pool == "" else (cls + dist) / 2
+            else:
+                cls, dist = self.head(cls), self.head_dist(dist)
+                if self.distilled_training and self.training and not torch.jit.is_scripting():
+                    return cls, dist  # type: ignore[return-value]
+                out = (cls + dist) / 2
+        return out
 
     # -- deployable form ----------------------------------------------------------------------
-    def packed_state_dict(self) -> dict[str, torch.Tensor]:
+    @torch.jit.ignore
+    def packed_state_dict(self) -> Dict[str, torch.Tensor]:
         """The deployable state dict: every quantized weight as packed integer codes plus per-row
         scales (``<layer>.weight_q.codes``/``.scale``; QKR: ``attn.qk_q``, ``attn.v_q``,
         ``attn.v_bias``), everything else as in :meth:`state_dict`.  Load with

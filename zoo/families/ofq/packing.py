@@ -5,8 +5,6 @@ Value ``i`` occupies bits ``[i*b, (i+1)*b)`` of the stream, least significant bi
 ``ceil(n * b / 8)`` bytes: a 2-bit weight costs a quarter byte, a 3-bit one three eighths.
 Codes are stored with an offset (``k - k_min``), so they are unsigned.
 """
-from __future__ import annotations
-
 import torch
 
 __all__ = ["pack_bits", "unpack_bits", "packed_numel"]
@@ -48,22 +46,24 @@ def pack_bits(values: torch.Tensor, bits: int) -> torch.Tensor:
     return out
 
 
-def unpack_bits(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
-    """Inverse of :func:`pack_bits`: the first ``n`` values, as int64 on ``packed``'s device."""
-    _check(bits)
-    if packed.dtype != torch.uint8 or packed.ndim != 1:
-        raise ValueError(f"packed codes must be a 1-d uint8 tensor, got {packed.dtype} "
-                         f"{tuple(packed.shape)}")
-    if packed.numel() != packed_numel(n, bits):
-        raise ValueError(f"{n} values of {bits} bits take {packed_numel(n, bits)} bytes, "
-                         f"got {packed.numel()}")
+def unpack_bits(packed: torch.Tensor, bits: int, n: int, chunk_size: int = _CHUNK) -> torch.Tensor:
+    """Inverse of :func:`pack_bits`: the first ``n`` values, as int64 on ``packed``'s device.
+    (TorchScript compiles it: a scripted packed model unpacks its weights in the graph.)"""
+    if not torch.jit.is_scripting():
+        _check(bits)
+        if packed.dtype != torch.uint8 or packed.ndim != 1:
+            raise ValueError(f"packed codes must be a 1-d uint8 tensor, got {packed.dtype} "
+                             f"{tuple(packed.shape)}")
+        if packed.numel() != packed_numel(n, bits):
+            raise ValueError(f"{n} values of {bits} bits take {packed_numel(n, bits)} bytes, "
+                             f"got {packed.numel()}")
     if bits == 8:
         return packed.to(torch.int64)
     out = torch.empty(n, dtype=torch.int64, device=packed.device)
     shifts = torch.arange(8, dtype=torch.uint8, device=packed.device)
-    place = 1 << torch.arange(bits, dtype=torch.int64, device=packed.device)
-    for start in range(0, n, _CHUNK):
-        m = min(_CHUNK, n - start)
+    place = torch.pow(2, torch.arange(bits, dtype=torch.int64, device=packed.device))
+    for start in range(0, n, chunk_size):
+        m = min(chunk_size, n - start)
         first = start * bits // 8
         chunk = packed[first:first + packed_numel(m, bits)]
         stream = ((chunk.unsqueeze(1) >> shifts) & 1).reshape(-1)[: m * bits]

@@ -78,6 +78,9 @@ class Arch(ArchBase):
                            "quantized (QKR) attention keeps the value bias only: its fused W_qk "
                            "has no q/k biases (upstream QAttention_qkreparam)")
     distilled: bool = Field(True, description="DeiT distillation token and second head")
+    global_pool: Literal["token", ""] = Field(
+        "token", description="the heads read the class (and distillation) token; '' none: "
+        "every token")
     norm_eps: float = Field(1e-6, gt=0)
     drop_rate: float = Field(0.0, ge=0, lt=1)
     attn_drop_rate: float = Field(0.0, ge=0, lt=1)

@@ -33,6 +33,9 @@ class Arch(ArchBase):
         default_factory=dict,
         description="layer index -> stride; other convs use 1 and pools 2 (upstream's stride mode)")
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
+    global_pool: Literal["max", "avg", "avgmax", "catavgmax", ""] = Field(
+        "max", description="pooling before the classifier (the paper's global max pooling; "
+        "timm's other pools; '' none: the head gets the map)")
 
     @model_validator(mode="after")
     def _check(self) -> "Arch":

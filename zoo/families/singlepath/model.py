@@ -9,9 +9,8 @@ whose kernel size (3 or 5) and expansion ratio (3 or 6) the single-path search c
 timm ``EfficientNet`` (same modules and state-dict keys as timm's ``spnasnet_100``, so timm's
 checkpoints load as they are) and a zoo model.
 """
-from __future__ import annotations
-
 from functools import partial
+from typing import Dict
 
 import torch
 from timm.layers import get_act_layer
@@ -38,7 +37,9 @@ class SinglePathNAS(EfficientNet, ZooModel):
             round_chs_fn=partial(round_channels, multiplier=arch.channel_multiplier),
             act_layer=get_act_layer(arch.act_layer),
             norm_layer=partial(nn.BatchNorm2d, eps=arch.bn_eps, momentum=arch.bn_momentum),
-            drop_rate=arch.drop_rate, drop_path_rate=arch.drop_path_rate)
+            drop_rate=arch.drop_rate, drop_path_rate=arch.drop_path_rate,
+            global_pool=arch.global_pool, output_stride=arch.output_stride)
+        self.in_chans = in_chans
 
 
 def build(spec) -> SinglePathNAS:
@@ -46,7 +47,7 @@ def build(spec) -> SinglePathNAS:
                          in_chans=spec.data.in_chans)
 
 
-def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+def convert(spec, state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     """timm ``spnasnet_100`` checkpoint -> zoo: the layouts are identical; a DataParallel
     ``module.`` prefix is stripped."""
     bad = sorted(k for k, v in state_dict.items() if not isinstance(v, torch.Tensor))

@@ -49,6 +49,11 @@ class Arch(ArchBase):
     act_layer: Literal["relu", "relu6", "swish", "hard_swish"] = "relu"
     bn_eps: float = Field(1e-5, gt=0)
     bn_momentum: float = Field(0.1, gt=0, le=1)
+    global_pool: Literal["avg", "max", "avgmax", "catavgmax", ""] = Field(
+        "avg", description="pooling before the classifier ('' none)")
+    output_stride: Literal[8, 16, 32] = Field(
+        32, description="stride of the last map; 8/16 dilate the later stages (timm's "
+        "EfficientNet builder), for dense prediction")
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
     drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description="stochastic depth")
 

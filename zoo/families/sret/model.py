@@ -12,19 +12,20 @@ instead lists the shared block object once per application, so its ``state_dict`
 checkpoint ``torch.save``'d from it) holds every shared tensor twice; :func:`convert` checks that
 the copies are identical and keeps one.
 """
-from __future__ import annotations
-
 import re
-from typing import Iterator
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp, trunc_normal_
+from timm.layers import DropPath, Mlp, register_notrace_function, trunc_normal_
+from timm.models import checkpoint
+from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 
 from zoo.families.contract import FamilyHooks
 from zoo.errors import CheckpointError, InputShapeError, SpecError
-from zoo.model import ZooModel, check_input_size, linear_or_identity
+from zoo.model import (IndicesT, ZooModel, check_image, check_input_size, check_output_fmt,
+                       linear_or_identity)
 
 from .schema import Arch, Stage
 
@@ -32,20 +33,42 @@ NORM_EPS = 1e-6  # every LayerNorm of the original (partial(nn.LayerNorm, eps=1e
 STEM_STRIDE = 8  # three stride-2 convs
 
 
-class PermutationSource:
+@register_notrace_function
+def permutation_generator(seeded: bool, seed: int) -> Optional[torch.Generator]:
     """Where the recursive pass draws its token permutations from (``Arch.token_permutation``).
 
-    ``generator=None`` is the original behaviour: ``torch.randperm(n)`` on torch's global CPU
-    generator.  With a generator (seeded once per forward) the draws are reproducible and leave
-    the global RNG untouched.  Permutations are drawn on the CPU, as upstream does, so a model on
-    an accelerator draws the same numbers.
+    None (``global_rng``, the original behaviour): ``torch.randperm(n)`` on torch's global CPU
+    generator.  Seeded: a private CPU generator seeded once per forward, so the draws are
+    reproducible and leave the global RNG untouched.  Permutations are drawn on the CPU, as
+    upstream does, so a model on an accelerator draws the same numbers.  (A graph leaf for
+    torch.fx, so a traced model makes a fresh generator at every call.)
     """
+    if not seeded:
+        return None
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
 
-    def __init__(self, generator: torch.Generator | None = None) -> None:
-        self.generator = generator
 
-    def randperm(self, n: int, device: torch.device) -> Tensor:
-        return torch.randperm(n, generator=self.generator).to(device)
+@register_notrace_function
+def check_groups(num_tokens: int, num_groups: int) -> None:
+    if num_tokens % num_groups:
+        raise InputShapeError(f"{num_tokens} tokens cannot be sliced into {num_groups} equal "
+                              "groups; choose an input size whose token count they divide")
+
+
+@register_notrace_function
+def add_pos_embed(x: Tensor, pos_embed: Tensor) -> Tensor:
+    """``x + pos_embed``, the embedding bicubically resampled to ``x``'s grid if it differs."""
+    if x.shape[-2:] != pos_embed.shape[-2:]:
+        pos_embed = F.interpolate(pos_embed, size=(x.shape[-2], x.shape[-1]), mode="bicubic",
+                                  align_corners=False)
+    return x + pos_embed
+
+
+for _fn in ("permutation_generator", "check_groups", "add_pos_embed", "check_input_size",
+            "check_image"):
+    torch.fx.wrap(_fn)  # graph leaves wherever this module's code calls them
 
 
 class LearnableCoefficient(nn.Module):
@@ -86,14 +109,13 @@ class GroupAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: Tensor, num_groups: int = 1, permute: bool = False,
-                perm_source: PermutationSource | None = None) -> Tensor:
+                generator: Optional[torch.Generator] = None) -> Tensor:
         B, N, C = x.shape
-        if N % num_groups:
-            raise InputShapeError(f"{N} tokens cannot be sliced into {num_groups} equal groups; "
-                                  "choose an input size whose token count they divide")
-        inverse = None
+        if not torch.jit.is_scripting():
+            check_groups(N, num_groups)
+        inverse: Optional[Tensor] = None
         if permute and num_groups > 1:
-            perm = (perm_source or PermutationSource()).randperm(N, x.device)
+            perm = torch.randperm(N, generator=generator).to(x.device)
             x = x[:, perm]
             inverse = torch.argsort(perm)
         # (B, N, 3C) -> 3 x (B, groups, heads, N / groups, head_dim): contiguous token slices
@@ -128,8 +150,8 @@ class TransformerBlock(nn.Module):
         self.coef_mlp = LearnableCoefficient()
 
     def forward(self, x: Tensor, num_groups: int = 1, permute: bool = False,
-                perm_source: PermutationSource | None = None) -> Tensor:
-        a = self.attn(self.norm1(x), num_groups, permute, perm_source)
+                generator: Optional[torch.Generator] = None) -> Tensor:
+        a = self.attn(self.norm1(x), num_groups, permute, generator)
         x = self.coef_skip1(x) + self.coef_attn(self.drop_path(a))
         x = self.coef_skip2(x) + self.coef_mlp(self.drop_path(self.mlp(self.norm2(x))))
         return x
@@ -194,10 +216,13 @@ class SReTStage(nn.Module):
     layer ``i`` of its flat block list recursive when ``(i + 2) % 4 == 0``).
     """
 
-    def __init__(self, cfg: Stage, in_dim: int | None, mlp_ratio: float, nll_mlp_ratio: float,
-                 drop: float, attn_drop: float, drop_path: list[float]) -> None:
+    def __init__(self, cfg: Stage, in_dim: Optional[int], mlp_ratio: float, nll_mlp_ratio: float,
+                 drop: float, attn_drop: float, drop_path: List[float]) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.groups, self.recursive_groups = cfg.groups, cfg.recursive_groups
+        self.applications = cfg.applications
+        self._schedule = [(b, a) for b in range(cfg.unique_blocks)
+                          for a in range(cfg.applications)]
         self.downsample = ConvPool(in_dim, cfg.dim) if in_dim is not None else nn.Identity()
         self.blocks = nn.ModuleList(
             TransformerBlock(cfg.dim, cfg.num_heads, mlp_ratio, drop=drop, attn_drop=attn_drop,
@@ -205,23 +230,35 @@ class SReTStage(nn.Module):
         self.nlls = nn.ModuleList(
             NonLinearProjection(cfg.dim, nll_mlp_ratio, drop=drop) for _ in range(cfg.depth))
 
-    def schedule(self) -> Iterator[tuple[int, int]]:
+    def schedule(self) -> Iterator[Tuple[int, int]]:
         """(unique block index, application index) of every application, in order; the NLL
         after the ``k``-th application (0-based, over the stage) is ``nlls[k]``."""
-        for b in range(self.cfg.unique_blocks):
-            for a in range(self.cfg.applications):
-                yield b, a
+        return iter(self._schedule)
 
-    def forward(self, x: Tensor, perm_source: PermutationSource | None = None) -> Tensor:
+    def forward(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         x = self.downsample(x)
         B, C, H, W = x.shape
         x = x.flatten(2).transpose(1, 2)  # raster token order
-        for k, (b, a) in enumerate(self.schedule()):
-            recursive = a > 0
-            groups = self.cfg.recursive_groups if recursive else self.cfg.groups
-            x = self.blocks[b](x, groups, recursive, perm_source)
-            x = self.nlls[k](x)
+        if torch.jit.is_scripting():
+            x = self._applications_scripted(x, generator)
+        else:
+            for k, (b, a) in enumerate(self._schedule):
+                groups = self.recursive_groups if a > 0 else self.groups
+                x = self.blocks[b](x, groups, a > 0, generator)
+                x = self.nlls[k](x)
         return x.transpose(1, 2).reshape(B, C, H, W)
+
+    def _applications_scripted(self, x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+        """The same schedule in a form TorchScript compiles (it indexes module lists only in
+        loops over them): for application k, block k // applications, then NLL k."""
+        for k, nll in enumerate(self.nlls):
+            a = k % self.applications
+            groups = self.recursive_groups if a > 0 else self.groups
+            for b, block in enumerate(self.blocks):
+                if b == k // self.applications:
+                    x = block(x, groups, a > 0, generator)
+            x = nll(x)
+        return x
 
 
 class SReT(ZooModel):
@@ -238,9 +275,11 @@ class SReT(ZooModel):
         super().__init__()
         self.arch = arch
         self.name = name
-        self.num_classes = num_classes
-        self.num_features = arch.num_features
-        self.global_pool = "avg"
+        self.num_classes, self.in_chans = num_classes, in_chans
+        self.num_features = self.head_hidden_size = arch.num_features
+        self.global_pool = arch.global_pool
+        self.seeded = arch.token_permutation == "seeded"
+        self.permutation_seed = arch.permutation_seed
         self.img_size = tuple(img_size)
         self.grid_size = (img_size[0] // STEM_STRIDE, img_size[1] // STEM_STRIDE)
         self.dynamic_img_size = arch.dynamic_img_size
@@ -269,31 +308,41 @@ class SReT(ZooModel):
         trunc_normal_(self.pos_embed, std=0.02)
 
     # -- features -------------------------------------------------------------------------------
-    def _permutation_source(self) -> PermutationSource:
-        if self.arch.token_permutation == "seeded":
-            return PermutationSource(torch.Generator().manual_seed(self.arch.permutation_seed))
-        return PermutationSource()
+    def _stem(self, x: Tensor) -> Tensor:
+        if not torch.jit.is_scripting():
+            if self.dynamic_img_size:  # the stem and poolings halve the grid 5 times
+                check_image(x, self.in_chans, 32, 32)
+            else:
+                check_input_size(x, self.img_size, self.name)
+        return self.pos_drop(add_pos_embed(self.patch_embed(x), self.pos_embed))
 
-    def _pos_embed(self, x: Tensor) -> Tensor:
-        if tuple(x.shape[-2:]) == self.grid_size:
-            return x + self.pos_embed
-        pos = F.interpolate(self.pos_embed, size=x.shape[-2:], mode="bicubic",
-                            align_corners=False)
-        return x + pos
+    @torch.jit.ignore
+    def _checkpointed_stage(self, stage: nn.Module, x: Tensor,
+                            generator: Optional[torch.Generator]) -> Tensor:
+        if generator is None:  # checkpoint restores the global RNG for the recomputation
+            return checkpoint(stage, x, None)
+        # a private generator: the recomputation must draw what the forward drew
+        done: Dict[str, Tensor] = {}
+
+        def run(x: Tensor, state: Tensor) -> Tensor:
+            g = torch.Generator()
+            g.set_state(state)
+            out = stage(x, g)
+            done["state"] = g.get_state()
+            return out
+
+        x = checkpoint(run, x, generator.get_state())
+        generator.set_state(done["state"])
+        return x
 
     def forward_features(self, x: Tensor) -> Tensor:
-        if self.dynamic_img_size:
-            if x.ndim != 4 or x.shape[-2] % 32 or x.shape[-1] % 32:
-                raise InputShapeError(
-                    f"{self.name} with dynamic_img_size takes (B, C, H, W) inputs with H and W "
-                    f"multiples of 32 (the stem and poolings halve the grid 5 times), got shape "
-                    f"{tuple(x.shape)}")
-        else:
-            check_input_size(x, self.img_size, self.name)
-        x = self.pos_drop(self._pos_embed(self.patch_embed(x)))
-        source = self._permutation_source()
+        x = self._stem(x)
+        generator = permutation_generator(self.seeded, self.permutation_seed)
         for stage in self.stages:
-            x = stage(x, source)
+            if self.grad_checkpointing and not torch.jit.is_scripting():
+                x = self._checkpointed_stage(stage, x, generator)
+            else:
+                x = stage(x, generator)
         return x
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
@@ -303,22 +352,87 @@ class SReT(ZooModel):
         return x if pre_logits else self.head(x)
 
     # -- timm API -------------------------------------------------------------------------------
+    @torch.jit.ignore
+    def set_input_size(self, img_size=None, patch_size=None) -> None:
+        """Take ``img_size`` images from now on (multiples of 32 whose stage token counts the
+        slices divide): the positional embedding grid is resampled bicubically, as
+        ``dynamic_img_size`` does at every forward."""
+        if patch_size is not None:
+            raise ValueError("SReT's convolutional stem has no patch size to change")
+        if img_size is None:
+            return
+        h, w = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        if h % 32 or w % 32:
+            raise InputShapeError(f"{self.name}: input size {h}x{w} must be a multiple of 32 "
+                                  "(stem stride 8, two stride-2 poolings)")
+        for i, stage in enumerate(self.stages):
+            n = (h // STEM_STRIDE >> i) * (w // STEM_STRIDE >> i)
+            if n % stage.groups or n % stage.recursive_groups:
+                raise InputShapeError(f"{self.name}: stage {i} slices its {n} tokens at {h}x{w} "
+                                      f"into {stage.groups} / {stage.recursive_groups} groups, "
+                                      "which must divide them")
+        grid = (h // STEM_STRIDE, w // STEM_STRIDE)
+        if grid != self.grid_size:
+            with torch.no_grad():
+                pos = F.interpolate(self.pos_embed, size=grid, mode="bicubic",
+                                    align_corners=False)
+            self.pos_embed = nn.Parameter(pos, requires_grad=self.pos_embed.requires_grad)
+        self.img_size, self.grid_size = (h, w), grid
+        self._input_size_changed(self.img_size)
+
+    @torch.jit.ignore
+    def forward_intermediates(
+            self, x: Tensor, indices: IndicesT = None, norm: bool = False,
+            stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False,
+    ) -> Union[List[Tensor], Tuple[Tensor, List[Tensor]]]:
+        """Every stage's output map (B, C, H, W); ``norm`` is accepted for timm's interface
+        (SReT's only norm follows the pooling, in the head)."""
+        check_output_fmt(output_fmt, ("NCHW", "NHWC"))
+        take, max_index = feature_take_indices(len(self.stages), indices)
+        stages = self.stages if not (stop_early or intermediates_only) \
+            else self.stages[:max_index + 1]
+        x = self._stem(x)
+        generator = permutation_generator(self.seeded, self.permutation_seed)
+        intermediates = []
+        for i, stage in enumerate(stages):
+            x = self._checkpointed_stage(stage, x, generator) if self.grad_checkpointing \
+                else stage(x, generator)
+            if i in take:
+                intermediates.append(x if output_fmt == "NCHW" else x.permute(0, 2, 3, 1))
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    @torch.jit.ignore
+    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1,
+                                  prune_norm: bool = False, prune_head: bool = True) -> List[int]:
+        take, max_index = feature_take_indices(len(self.stages), indices)
+        self.stages = self.stages[:max_index + 1]
+        self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head:
+            self.norm = nn.Identity()
+            self.reset_classifier(0, "")
+        return take
+
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.head
 
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         if global_pool is not None:
             if global_pool not in ("avg", ""):
                 raise ValueError(f"{self.name}: global_pool must be 'avg' or '', got "
                                  f"{global_pool!r}")
             self.global_pool = global_pool
         self.num_classes = num_classes
-        self.head = linear_or_identity(self.num_features, num_classes)
+        self.head = linear_or_identity(self.num_features, num_classes, self)
 
-    def no_weight_decay(self) -> set[str]:
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set:
         return {"pos_embed"}
 
-    def group_matcher(self, coarse: bool = False) -> dict:
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
         return {"stem": r"^pos_embed|^patch_embed",
                 "blocks": r"^stages\.(\d+)" if coarse else
                 [(r"^stages\.(\d+)\.downsample", (0,)),

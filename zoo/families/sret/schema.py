@@ -66,6 +66,9 @@ class Arch(ArchBase):
     drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description="stochastic depth: unique "
                                   "block b of a stage starting at application index s gets "
                                   "drop_path_rate * (s + b) / total applications (upstream rule)")
+    global_pool: Literal["avg", ""] = Field(
+        "avg", description="average pooling of the last map before the norm and classifier "
+        "('' none: the head returns the map)")
     token_permutation: Literal["global_rng", "seeded"] = Field(
         "global_rng",
         description="where the recursive pass's token permutations come from. 'global_rng' (the "

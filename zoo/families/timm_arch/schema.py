@@ -1,6 +1,7 @@
-"""Architecture fields of a timm-backed model: which timm built-in architecture, and the
-constructor arguments given to ``timm.create_model`` (plain data: names and scalars, never a
-Python path).  ``num_classes``/``in_chans`` come from the spec's data section.
+"""Architecture fields of a timm-backed model: which timm built-in architecture, the constructor
+arguments given to ``timm.create_model`` (plain data: names and scalars, never a Python path),
+and the key layout of the original checkpoints.  ``num_classes``/``in_chans`` come from the
+spec's data section.
 
 Where an original differs from timm's architecture only in a detail timm's constructor cannot
 express, or saves its weights under extra names, that is declared here too, as data:
@@ -9,18 +10,17 @@ blocks a second time under per-stage containers, e.g. Deep Model Assembling's ``
 """
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
 
-from zoo.spec import ArchBase, PositiveInt, StrictModel
+from pydantic import Field
 
-Scalar = bool | int | float | str
+from zoo.layers.mm_layout import MMLayout
+from zoo.layers.timm_spec import RESERVED_ARGS, Scalar, TimmArchFields
+from zoo.spec import PositiveInt, StrictModel
+
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
-# Arguments zoo sets itself (from the spec's data section) or that would load foreign weights.
-RESERVED_ARGS = frozenset({"pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "num_classes",
-                           "in_chans", "checkpoint_path", "cache_dir", "drop_rate",
-                           "drop_path_rate", "features_only", "scriptable", "exportable",
-                           "no_jit", "pretrained_strict"})
+__all__ = ["Arch", "RESERVED_ARGS", "Scalar", "StageAlias"]
 
 
 class StageAlias(StrictModel):
@@ -39,31 +39,15 @@ class StageAlias(StrictModel):
                                             description="number of blocks in each stage")
 
 
-class Arch(ArchBase):
-    timm_model: str = Field(pattern=r"^[a-z][a-z0-9_]*$",
-                            description="a timm built-in architecture name (timm.list_models()), "
-                            "without pretrained tag")
+class Arch(TimmArchFields):
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
-    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description="stochastic depth")
-    model_args: dict[str, Scalar] = Field(
-        default_factory=dict, description="further keyword arguments of the timm constructor "
-        "(e.g. global_pool); scalars only")
+    checkpoint_layout: Literal["timm"] | MMLayout = Field(
+        "timm", description="the original checkpoints' key layout: 'timm' (the timm model's "
+        "own state dict, optionally DataParallel-wrapped), or an OpenMMLab classifier "
+        "(framework and backbone class, e.g. {framework: mmcls, backbone: ResNet})")
     layer_norm_eps: float | None = Field(
         None, gt=0.0, lt=1.0, description="eps of every LayerNorm of the timm model, where the "
         "original's differs from timm's (timm's ViTs: 1e-6; torch's nn.LayerNorm default: 1e-5)")
     stage_alias: StageAlias | None = Field(
         None, description="the original checkpoint also holds the blocks under per-stage "
         "containers (folded onto timm's keys by convert)")
-
-    @field_validator("model_args")
-    @classmethod
-    def _args(cls, v: dict[str, Scalar]) -> dict[str, Scalar]:
-        reserved = sorted(set(v) & RESERVED_ARGS)
-        if reserved:
-            raise ValueError(f"model_args {reserved} are set by zoo (num_classes/in_chans from "
-                             "`data`, drop rates from their own fields, weights from the "
-                             "registry); remove them")
-        bad = sorted(k for k in v if not k.isidentifier())
-        if bad:
-            raise ValueError(f"model_args keys must be Python identifiers, got {bad}")
-        return v
