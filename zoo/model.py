@@ -35,7 +35,8 @@ class ZooModel(nn.Module):
     ``forward_head`` (features -> logits, or pooled features with ``pre_logits=True``),
     ``forward_intermediates``, ``prune_intermediate_layers``, ``get_classifier`` and
     ``reset_classifier``.  Attributes are not annotated at class level: TorchScript would read
-    such annotations as the attributes' types.
+    such annotations as the attributes' types.  They are declared for the type checker only,
+    under ``if TYPE_CHECKING:`` (never run, so ``__annotations__`` stays empty).
     """
 
     # TorchScript compiles properties unless told not to; default_cfg is a Python dict
