@@ -11,10 +11,10 @@ No ``from __future__ import annotations`` here: TorchScript and ``torch.fx`` rea
 signatures of these methods, and they need real annotations, not strings.
 """
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import torch
-from timm.layers import register_notrace_function
+from timm.layers import ClassifierHead, NormMlpClassifierHead, register_notrace_function
 from timm.models import checkpoint
 from timm.models._features import feature_take_indices
 from torch import nn
@@ -35,11 +35,19 @@ class ZooModel(nn.Module):
     ``forward_head`` (features -> logits, or pooled features with ``pre_logits=True``),
     ``forward_intermediates``, ``prune_intermediate_layers``, ``get_classifier`` and
     ``reset_classifier``.  Attributes are not annotated at class level: TorchScript would read
-    such annotations as the attributes' types.
+    such annotations as the attributes' types.  They are declared for the type checker only,
+    under ``if TYPE_CHECKING:`` (never run, so ``__annotations__`` stays empty).
     """
 
     # TorchScript compiles properties unless told not to; default_cfg is a Python dict
     __jit_unused_properties__ = ["default_cfg"]
+
+    if TYPE_CHECKING:  # for the type checker only (never run, so TorchScript does not see them)
+        num_classes: int
+        num_features: int
+        head_hidden_size: int
+        in_chans: int
+        feature_info: List[Dict[str, Any]]
 
     def __init__(self) -> None:
         super().__init__()
@@ -170,8 +178,12 @@ def first_param(module: nn.Module) -> Optional[torch.Tensor]:
 
 class ClassifierHeadModel(ZooModel):
     """A ZooModel whose ``head`` is timm's :class:`~timm.layers.ClassifierHead` (global pooling,
-    dropout, ``fc``): the CNN families' shared ``forward_head`` / ``get_classifier`` /
-    ``reset_classifier``.  ``head_hidden_size`` follows the pooling (``catavgmax`` doubles it)."""
+    dropout, ``fc``) or :class:`~timm.layers.NormMlpClassifierHead`: the CNN families' shared
+    ``forward_head`` / ``get_classifier`` / ``reset_classifier``.  ``head_hidden_size`` follows
+    the pooling (``catavgmax`` doubles it)."""
+
+    if TYPE_CHECKING:  # for the type checker only (never run, so TorchScript does not see it)
+        head: Union[ClassifierHead, NormMlpClassifierHead]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)
@@ -183,7 +195,7 @@ class ClassifierHeadModel(ZooModel):
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         self.num_classes = num_classes
         ref = first_param(self)
-        dd = {} if ref is None else {"device": ref.device, "dtype": ref.dtype}
+        dd: Dict[str, Any] = {} if ref is None else {"device": ref.device, "dtype": ref.dtype}
         self.head.reset(num_classes, pool_type=global_pool, in_features=self.num_features, **dd)
         self.head_hidden_size = self.head.num_features
 
@@ -363,6 +375,7 @@ def features_only(model: nn.Module, out_indices: Any = None, feature_cls: Any = 
         raise ZooError(f"{name}: feature_cls={feature_cls!r} would return its NHWC or token "
                        "outputs as they are; use feature_cls='getter' (the default), whose "
                        "forward_intermediates gives NCHW maps")
+    net = cast(ZooModel, model)  # every zoo model is one (and this one declares feature_info)
     classes = {"getter": FeatureGetterNet, "hook": FeatureHookNet, "fx": FeatureGraphNet}
     feature_cls = feature_cls or feature_cfg.pop("feature_cls", None) or "getter"
     if isinstance(feature_cls, str):
@@ -373,15 +386,15 @@ def features_only(model: nn.Module, out_indices: Any = None, feature_cls: Any = 
     if out_indices is None:
         out_indices = getattr(model, "default_out_indices", None)
     if out_indices is None:
-        out_indices = tuple(range(len(model.feature_info)))
+        out_indices = tuple(range(len(net.feature_info)))
     if isinstance(out_indices, list):
         out_indices = tuple(out_indices)
-    cfg = model.pretrained_cfg
-    model.as_backbone()
+    cfg = net.pretrained_cfg
+    net.as_backbone()
     if issubclass(feature_cls, FeatureHookNet):
         feature_cfg.setdefault("no_rewrite", True)
     elif issubclass(feature_cls, FeatureGraphNet):
-        model.reset_classifier(0, "")
+        net.reset_classifier(0, "")
     wrapper = feature_cls(model, out_indices=out_indices, **feature_cfg)
     wrapper.pretrained_cfg = pretrained_cfg_for_features(cfg)
     wrapper.default_cfg = wrapper.pretrained_cfg

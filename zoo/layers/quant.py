@@ -113,6 +113,7 @@ class LSQQuantizer(nn.Module):
         self.s = nn.Parameter(torch.ones(num_steps))
         if signed == "buffer":
             self.register_buffer("signed", torch.zeros(1))
+            self.signed: torch.Tensor
 
     # -- range ---------------------------------------------------------------------------------
     def _buffer_bounds(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -277,6 +278,7 @@ class StatsQuantizer(WeightQuantizer):
         _check_bits(bits)
         self.bits = bits
         self.register_buffer("clip_val", torch.tensor([2.0]))
+        self.clip_val: torch.Tensor
 
     def code_range(self) -> Tuple[int, int]:
         return weight_code_range("statsq", self.bits)

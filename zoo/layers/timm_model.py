@@ -29,7 +29,9 @@ class TimmModel(ZooModel):
 
     def __init__(self, model: nn.Module, in_chans: int = 3) -> None:
         super().__init__()
-        self.model = model
+        # a timm model: its API (num_classes, forward_features, reset_classifier, ...) is timm's
+        # and untyped (nn.Module.__getattr__ would type every such attribute Tensor | Module)
+        self.model: Any = model
         self.in_chans = in_chans
         self.nhwc = getattr(model, "output_fmt", "NCHW") == "NHWC"
         self._sync()

@@ -12,10 +12,10 @@ class also gives them timm ViT's feature API: ``forward_intermediates`` (every b
 as tokens or as a map of the patch tokens), ``prune_intermediate_layers`` and block-wise
 gradient checkpointing.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from timm.layers import global_pool_nlc
+from timm.layers import PatchEmbed, global_pool_nlc
 from timm.models import checkpoint, checkpoint_seq
 from timm.models._features import feature_take_indices
 from torch import Tensor, nn
@@ -72,6 +72,17 @@ class TokenHeadModel(ZooModel):
     :meth:`embed` (image -> tokens with prefix tokens and positions)."""
 
     default_out_indices = 3  # features_only: the last 3 blocks, as timm's ViTs
+
+    if TYPE_CHECKING:  # for the type checker only (never run, so TorchScript does not see them)
+        patch_embed: PatchEmbed
+        blocks: nn.Sequential
+        norm: nn.Module
+        fc_norm: nn.Module
+        head_drop: nn.Module
+        head: nn.Module
+        global_pool: str
+        num_prefix_tokens: int
+        embed_dim: int
 
     def embed(self, x: Tensor) -> Tensor:
         raise NotImplementedError

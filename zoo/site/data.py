@@ -33,7 +33,7 @@ class ModelRow:
 
     @property
     def family(self) -> str:
-        return self.spec.family  # type: ignore[attr-defined]
+        return self.spec.family
 
     @property
     def availability(self) -> Availability:

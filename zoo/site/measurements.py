@@ -92,7 +92,7 @@ def spec_key(spec: "SpecBase") -> str:
     dumped = spec.model_dump(mode="json")
     content = {k: dumped[k] for k in ("family", "arch", "data")}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"))
-    code = code_fingerprint(get_family(spec.family).package)  # type: ignore[attr-defined]
+    code = code_fingerprint(get_family(spec.family).package)
     return hashlib.sha256(f"{code}\n{text}".encode()).hexdigest()
 
 
@@ -132,7 +132,8 @@ def measure_spec(spec: "SpecBase") -> Measured:
     from zoo.build import build_model
     from zoo.measure import count_macs, count_params
 
-    size = tuple(spec.data.input_size)
+    c, h, w = spec.data.input_size
+    size = (c, h, w)
     try:
         model = build_model(spec, meta=True)
         params = count_params(model)
@@ -140,7 +141,7 @@ def measure_spec(spec: "SpecBase") -> Measured:
     except Exception:  # a family whose build or forward needs real tensors
         model = build_model(spec)
         params, macs = count_params(model), count_macs(model, size)
-    return Measured(params, macs, size)  # type: ignore[arg-type]
+    return Measured(params, macs, size)
 
 
 def measurement(spec: "SpecBase", *, allow_measure: bool = True, refresh: bool = False,

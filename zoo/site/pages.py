@@ -84,7 +84,7 @@ def _row(r: ModelRow) -> Raw:
     spec, rep = r.spec, r.spec.reported
     h, w = spec.data.input_size[1:]
     top1 = r.reported("top1")
-    top1_cell = el("td", *(["–"] if top1 is None else
+    top1_cell = el("td", *(["–"] if top1 is None or rep is None else
                            [f"{top1:g}" + (f" ({rep.dataset})" if rep.dataset != "imagenet-1k" else ""),
                             el("span", rep.source, class_="src", title=rep.source)]),
                    data_sort=repr(top1) if top1 is not None else "", class_="num top1")
@@ -180,14 +180,15 @@ def _claims(rows: list[ModelRow], colours: dict[str, str]) -> Raw:
         points = []
         for r in rows:
             got, rep, pct = r.measured_m(key), r.reported(key), r.diff_pct(key)
-            if got is None or rep is None or pct is None:
+            reported = r.spec.reported
+            if got is None or rep is None or pct is None or reported is None:
                 continue
             flagged = abs(pct) > CLAIMS_TOLERANCE * 100
             label = (f"{r.name}\n{r.family}\n{what}: measured {fmt_m(got)}, paper {fmt_m(rep)} "
-                     f"({pct:+.1f}%)\nsource: {r.spec.reported.source}")
+                     f"({pct:+.1f}%)\nsource: {reported.source}")
             points.append(Point(rep, got, r.name, r.family, label, model_href(r.name), flagged=flagged))
             if flagged:
-                off.append((r, what, got, rep, pct))
+                off.append((r, what, got, rep, pct, reported.source))
         svg = Scatter(f"Measured against paper {what}", Axis(f"paper {what} (log scale)"),
                       Axis(f"measured {what} (log scale)"), points, colours,
                       diagonal=CLAIMS_TOLERANCE, plot_id=f"plot-claims-{key.split('_')[0]}",
@@ -200,8 +201,8 @@ def _claims(rows: list[ModelRow], colours: dict[str, str]) -> Raw:
     if off:
         trs = [el("tr", el("td", el("a", r.name, href=model_href(r.name))), el("td", what),
                   el("td", fmt_m(got), class_="num"), el("td", fmt_m(rep), class_="num"),
-                  el("td", f"{pct:+.1f}%", class_="num"), el("td", r.spec.reported.source))
-               for r, what, got, rep, pct in sorted(off, key=lambda t: (t[0].name, t[1]))]
+                  el("td", f"{pct:+.1f}%", class_="num"), el("td", source))
+               for r, what, got, rep, pct, source in sorted(off, key=lambda t: (t[0].name, t[1]))]
         parts.append(el("details", el("summary", f"{len(off)} value(s) beyond ±{CLAIMS_TOLERANCE:.0%} "
                                       "of the paper"),
                         el("table", el("thead", el("tr", [el("th", h) for h in

@@ -7,6 +7,7 @@ row) and ``data-label`` (the hover text ``site.js`` shows).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from zoo.site.html import Raw, el, join
@@ -181,7 +182,7 @@ class Scatter:
                   class_="plot", id=self.plot_id, data_points=len(self.points))
 
 
-def legend(colours: dict[str, str], families: list[str], *, extra: list[tuple[str, str]] = ()) -> Raw:
+def legend(colours: dict[str, str], families: list[str], *, extra: Sequence[tuple[str, str]] = ()) -> Raw:
     """An HTML legend: a swatch per family, then symbol explanations (class, text)."""
     items = [el("li", el("svg", el("circle", cx=6, cy=6, r=5, fill=colours[f]), viewBox="0 0 12 12",
                          width=12, height=12, aria_hidden="true"), " ", f)

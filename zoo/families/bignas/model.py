@@ -136,7 +136,7 @@ def _feature_info(space: SearchSpace, subnet: Subnet) -> List[Dict]:
     stages and ``conv_head`` (the last spatial map, ``forward_features``' output).  Reductions are
     relative to the image the stem sees: with ``resize_input`` that is the input resized to
     ``subnet.resolution``, not the caller's image (``features_only`` turns the resize off)."""
-    reduction = space.stem.stride
+    reduction: int = space.stem.stride
     levels = {reduction: {"module": "stem", "num_chs": subnet.width[0], "reduction": reduction}}
     for s, st in enumerate(space.stages):
         reduction *= st.stride
@@ -196,7 +196,7 @@ class BigNASNet(StepChainModel):
             # to `width` on the pooled vector (feature_mix, part of the head).
             self.num_features = last * head.expand
             self.conv_head = ConvBnAct(last, self.num_features, 1, act=head.act, eps=eps)
-            self.feature_mix = nn.Sequential()
+            self.feature_mix: nn.Module = nn.Sequential()  # Identity once pruned
             self.feature_mix.add_module("conv", nn.Conv2d(self.num_features,
                                                           self.head_hidden_size, 1, bias=False))
             self.feature_mix.add_module("act", create_act_layer(_ACTS[head.act], inplace=True))
@@ -274,8 +274,10 @@ class BigNASNet(StepChainModel):
                 [(r"^stages\.(\d+)\.(\d+)", None), (r"^conv_head|^feature_mix", (99999,))]}
 
 
-def info(model: BigNASNet) -> Dict[str, str]:
+def info(model: nn.Module) -> Dict[str, str]:
     """Extra lines of ``zoo info``: the child's choices and the BN-calibration reminder."""
+    if not isinstance(model, BigNASNet):
+        raise TypeError(f"bignas info expects a BigNASNet, got {type(model).__name__}")
     sub = model.subnet
     return {"subnet": f"resolution {sub.resolution}, width {list(sub.width)}, depth "
                       f"{list(sub.depth)}, kernel {list(sub.kernel_size)}, expand "

@@ -16,6 +16,7 @@ onto it.
 from __future__ import annotations
 
 import re
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -180,7 +181,8 @@ class ConvNeXtDcls(ClassifierHeadModel):
         convs, linears and DCLS weights; positions N(0, 0.5) clamped to the kernel."""
         if isinstance(module, (nn.Conv2d, nn.Linear, Dcls2d)):
             trunc_normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
         elif isinstance(module, DclsConvNeXtStage):
             with torch.no_grad():
                 nn.init.normal_(module.positions, 0.0, 0.5)
@@ -193,11 +195,11 @@ class ConvNeXtDcls(ClassifierHeadModel):
         """Clamp every stage's positions into the kernel (upstream ``clamp_parameters``); call it
         after each optimizer step when training, as upstream does."""
         for stage in self.stages:
-            stage.clamp_positions()
+            cast(DclsConvNeXtStage, stage).clamp_positions()
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         for stage in self.stages:
-            stage.grad_checkpointing = enable
+            cast(DclsConvNeXtStage, stage).grad_checkpointing = enable
 
     def group_matcher(self, coarse: bool = False) -> dict:
         return {"stem": r"^stem", "blocks": r"^stages\.(\d+)" if coarse else [

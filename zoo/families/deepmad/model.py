@@ -108,7 +108,7 @@ def _conv_layer(in_chs: int, layer: ConvLayer) -> ConvNormAct:
 def _feature_info(arch: Arch) -> List[Dict]:
     """timm's ``feature_info``: per resolution, the last module producing it among the stem,
     the super-blocks (their last block's output) and the final 1x1 conv."""
-    reduction = arch.stem.stride
+    reduction: int = arch.stem.stride
     levels = {reduction: {"module": "stem", "num_chs": arch.stem.out_chs, "reduction": reduction}}
     for i, sb in enumerate(arch.stages):
         reduction *= sb.stride

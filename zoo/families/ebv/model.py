@@ -70,6 +70,7 @@ class EquiangularBasisVectors(nn.Module):
         self.in_features, self.out_features = dim, num_classes
         self.temperature, self.threshold = temperature, threshold
         self.register_buffer("weight", torch.empty(num_classes, dim))
+        self.weight: Tensor
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -96,9 +97,12 @@ class EBVNet(ZooModel):
     def __init__(self, backbone: nn.Module, dim: int, num_classes: int, temperature: float,
                  threshold: float) -> None:
         super().__init__()
-        self.backbone = backbone
+        # a timm model: its API (num_features, forward_features, global_pool, fc, ...) is timm's
+        # and untyped (nn.Module.__getattr__ would type every such attribute Tensor | Module)
+        timm_model: Any = backbone
+        self.backbone: Any = timm_model
         self.temperature, self.threshold = temperature, threshold
-        self.num_features = backbone.num_features
+        self.num_features = timm_model.num_features
         self.head_hidden_size = dim
         self.feature_info = timm_feature_info(backbone, prefix=BACKBONE)
         self.num_classes = num_classes

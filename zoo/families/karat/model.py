@@ -64,7 +64,7 @@ reproduced on its project page (https://subhajitmaity.me/KArAt), cited by conten
 """
 import re
 from functools import partial
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 import torch
 from timm.layers import (Attention, PatchEmbed, create_act_layer, register_notrace_function,
@@ -121,6 +121,7 @@ class FourierKArAt(nn.Module):
         self.b = nn.Parameter(torch.empty(num_heads, rank, num_tokens, harmonics))
         self.w = nn.Parameter(torch.empty(num_heads, num_tokens, rank))
         self.register_buffer("m", torch.arange(harmonics, dtype=torch.float32), persistent=False)
+        self.m: Tensor
         self.reset_parameters()
 
     @classmethod
@@ -226,7 +227,7 @@ class KArAtVisionTransformer(TokenHeadModel):
     def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3,
                  img_size: tuple[int, int] = (224, 224), name: str = "karat") -> None:
         super().__init__()
-        self.name, self.img_size = name, tuple(img_size)
+        self.name, self.img_size = name, (img_size[0], img_size[1])
         self.num_classes, self.in_chans = num_classes, in_chans
         self.num_features = self.head_hidden_size = self.embed_dim = arch.embed_dim
         self.global_pool = arch.global_pool
@@ -250,14 +251,17 @@ class KArAtVisionTransformer(TokenHeadModel):
         dpr = torch.linspace(0, arch.drop_path_rate, arch.depth, device="cpu").tolist()
         blocks = []
         for i in range(arch.depth):
+            # norm_layer: timm's annotation says type[Module], but timm takes any callable
             blk = Block(arch.embed_dim, arch.num_heads, mlp_ratio=arch.mlp_ratio,
                         qkv_bias=arch.qkv_bias, proj_drop=arch.proj_drop_rate,
-                        attn_drop=arch.attn_drop_rate, drop_path=dpr[i], norm_layer=norm_layer,
+                        attn_drop=arch.attn_drop_rate, drop_path=dpr[i],
+                        norm_layer=norm_layer,  # type: ignore[arg-type]
                         attn_layer=KArAtAttention)
+            attn = cast(KArAtAttention, blk.attn)  # built from attn_layer
             if self.karat is not None:
-                blk.attn.bind(self.karat, shared=True)
+                attn.bind(self.karat, shared=True)
             else:
-                blk.attn.bind(make_operator(), shared=False)
+                attn.bind(make_operator(), shared=False)
             blocks.append(blk)
         self.blocks = nn.Sequential(*blocks)
         self.norm = norm_layer(arch.embed_dim)
@@ -275,7 +279,7 @@ class KArAtVisionTransformer(TokenHeadModel):
         """Universal models: every block's operator uses ``karat``'s parameters (again)."""
         if self.karat is not None:
             for blk in self.blocks:
-                blk.attn.karat.tie_to(self.karat)
+                cast(KArAtAttention, blk.attn).karat.tie_to(self.karat)
 
     def init_weights(self) -> None:
         """timm's ViT init: positions trunc-normal(.02), class token N(0, 1e-6), linears
@@ -300,7 +304,7 @@ class KArAtVisionTransformer(TokenHeadModel):
 
     def operators(self) -> List[FourierKArAt]:
         """The operator each block uses, in block order (the same object for universal)."""
-        return [blk.attn.operator for blk in self.blocks]
+        return [cast(KArAtAttention, blk.attn).operator for blk in self.blocks]
 
     def embed(self, x: Tensor) -> Tensor:
         if not torch.jit.is_scripting():
@@ -322,7 +326,7 @@ def _store_shared_once(module: nn.Module, state_dict: Dict[str, Any], prefix: st
         del state_dict[key]
 
 
-def _load_shared(module: nn.Module, state_dict: Dict[str, Any], prefix: str,
+def _load_shared(module: "KArAtVisionTransformer", state_dict: Dict[str, Any], prefix: str,
                  local_metadata: Any, strict: bool, missing_keys: List[str],
                  unexpected_keys: List[str], error_msgs: List[str]) -> None:
     """Universal models: give every block's alias the stored ``karat.*`` tensor."""

@@ -26,7 +26,7 @@ checkpoints load after stripping a DataParallel ``module.`` prefix.
 """
 import math
 from functools import partial
-from typing import Dict, Optional, Tuple, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 import torch
 from timm.layers import (PatchEmbed, register_notrace_function, resample_abs_pos_embed,
@@ -153,7 +153,7 @@ class GRKAN(nn.Module):
         if act_layer is not None or norm_layer is not None:
             raise ValueError("GRKAN's activations are group-rationals and it has no hidden norm: "
                              "act_layer and norm_layer must be None")
-        dd = {"device": device, "dtype": dtype}
+        dd: Dict[str, Any] = {"device": device, "dtype": dtype}
         hidden_features = hidden_features or in_features
         out_features = out_features or in_features
         self.act1 = GroupRational(num_groups, "identity", **dd)
@@ -195,8 +195,10 @@ class KAT(TokenHeadModel):
         self.blocks = nn.Sequential(*[
             Block(dim=arch.embed_dim, num_heads=arch.num_heads, mlp_ratio=arch.mlp_ratio,
                   qkv_bias=arch.qkv_bias, proj_drop=arch.proj_drop_rate,
-                  attn_drop=arch.attn_drop_rate, drop_path=dpr[i], act_layer=None,
-                  norm_layer=norm_layer, mlp_layer=mlp_layer)
+                  attn_drop=arch.attn_drop_rate, drop_path=dpr[i],
+                  # timm annotates these type[Module], but takes None and any callable (partials)
+                  act_layer=None,  # type: ignore[arg-type]
+                  norm_layer=norm_layer, mlp_layer=mlp_layer)  # type: ignore[arg-type]
             for i in range(arch.depth)])
         use_fc_norm = arch.global_pool == "avg"
         self.norm = norm_layer(arch.embed_dim) if not use_fc_norm else nn.Identity()

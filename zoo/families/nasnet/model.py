@@ -230,10 +230,10 @@ class Cell(nn.Module):
         chs = [state0_chs, filters]
         self.blocks = nn.ModuleList()
         for (op_l, in_l), (op_r, in_r) in genotype.blocks:
-            ops = [create_op(op, chs[s], filters, stride=2 if reduction and s < 2 else 1,
-                             padding=padding, bn_eps=bn_eps)
-                   for op, s in ((op_l, in_l), (op_r, in_r))]
-            self.blocks.append(Block(*ops, inputs=(in_l, in_r), drop_path=drop_path,
+            left, right = [create_op(op, chs[s], filters, stride=2 if reduction and s < 2 else 1,
+                                     padding=padding, bn_eps=bn_eps)
+                           for op, s in ((op_l, in_l), (op_r, in_r))]
+            self.blocks.append(Block(left, right, inputs=(in_l, in_r), drop_path=drop_path,
                                      exempt=(op_l == "identity", op_r == "identity")))
             chs.append(filters)
         # concatenated states with another shape than the blocks' (TF-slim _combine_unused_states)
@@ -278,7 +278,8 @@ class NasnetStem(nn.Module):
         stem = arch.stem
         imagenet = stem.kind == "nasnet_imagenet"
         if imagenet:  # TF-slim pads this conv 'VALID' whatever the cells' convention
-            self.conv = nn.Conv2d(in_chans, stem.filters, 3, stride=2, padding=0, bias=False)
+            self.conv: nn.Module = nn.Conv2d(in_chans, stem.filters, 3, stride=2, padding=0,
+                                             bias=False)
         else:
             self.conv = conv2d(in_chans, stem.filters, 3, mode=arch.padding)
         self.bn = nn.BatchNorm2d(stem.filters, eps=arch.bn_eps)
@@ -322,9 +323,9 @@ class DartsStem(nn.Module):
         self.conv = conv2d(in_chans, c // 2, 3, stride=2, mode=pad)
         self.bn = nn.BatchNorm2d(c // 2, eps=eps)
         self.conv_2 = conv2d(c // 2, c, 3, stride=2, mode=pad)
-        self.bn_2 = nn.BatchNorm2d(c, eps=eps)
+        self.bn_2: nn.Module = nn.BatchNorm2d(c, eps=eps)  # Identity once pruned
         self.conv_3 = conv2d(c, c, 3, stride=2, mode=pad)
-        self.bn_3 = nn.BatchNorm2d(c, eps=eps)
+        self.bn_3: nn.Module = nn.BatchNorm2d(c, eps=eps)
         self.out_states = [(c, 2), (c, 3)]
         self.feature_levels = [("bn", c // 2, 1), ("bn_2", c, 2), ("bn_3", c, 3)]
         self.depth = 3  # levels computed (prune_levels lowers it)
@@ -411,7 +412,7 @@ class CellNet(ZooModel):
         num_stem_cells = arch.stem.cells
         total = num_stem_cells + len(plan)
         drop_paths = [arch.drop_path_rate * (k + 1) / total for k in range(total)]
-        self.stem: nn.Module
+        self.stem: Union[DartsStem, NasnetStem]
         if arch.stem.kind == "darts_imagenet":
             self.stem = DartsStem(arch, in_chans)
         else:
@@ -617,7 +618,7 @@ def _convert_tf_port(arch: Arch, sd: Dict[str, torch.Tensor]) -> Dict[str, torch
         elif m := _CELL_KEY.match(key):
             _, stem_i, normal_n, red_r, rest = m.groups()
             if stem_i is not None:
-                prefix = f"stem.cells.{stem_i}"
+                prefix: Optional[str] = f"stem.cells.{stem_i}"
             elif normal_n is not None:
                 prefix = f"cells.{main_index[('normal', normal_index[int(normal_n)])]}"
             else:

@@ -28,7 +28,7 @@ weights are computed once and cached (keyed on the tensors' storage and version 
 ``train()``/``eval()`` clear the cache) instead of being re-quantized on every forward.
 """
 import math
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +43,7 @@ from zoo.layers.quant import (LearnableBias, LSQQuantizer, LSQWeightQuantizer, S
                               WeightQuantizer, dequantize_weight, make_weight_quantizer,
                               weight_code_range)
 from zoo.layers.vit_head import TokenHeadModel, check_global_pool, pool_tokens, vit_feature_info
-from zoo.model import check_input_size, linear_or_identity
+from zoo.model import check_input_size, linear_or_identity, replace_module
 
 torch.fx.wrap("check_input_size")  # a graph leaf wherever this module's code calls it
 
@@ -120,6 +120,8 @@ class PackedWeight(_CachedWeights):
         self.register_buffer("codes", torch.zeros(packed_numel(math.prod(shape), bits),
                                                   dtype=torch.uint8))
         self.register_buffer("scale", torch.ones(shape[0]))
+        self.codes: torch.Tensor
+        self.scale: torch.Tensor
 
     @staticmethod
     def pack(kind: str, bits: int, k: torch.Tensor, scale: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -153,6 +155,13 @@ class PackedWeight(_CachedWeights):
 class _QuantWeightLayer(_CachedWeights):
     """A layer with one quantized weight: latent (``weight`` + ``statsq_fn``/``lsqw_fn``) or
     packed (``weight_q``), plus the OFQ input path ``move_b4 -> LSQ -> move_aft``."""
+
+    if TYPE_CHECKING:  # for the type checker only (never run, so TorchScript does not see them)
+        statsq_fn: StatsQuantizer  # the latent weight's quantizer: one of the two, by weight_kind
+        lsqw_fn: LSQWeightQuantizer
+        input_quant_fn: LSQQuantizer  # the input path, set by the subclasses
+        move_b4: LearnableBias
+        move_aft: LearnableBias
 
     def _init_weight(self, shape: Tuple[int, ...], rule: QuantRule, packed: bool) -> None:
         self.weight_kind, self.weight_bits, self.act_bits = (rule.weight.quantizer, rule.weight.bits,
@@ -519,8 +528,8 @@ class OFQDeiT(TokenHeadModel):
                                       embed_dim=dim)
         rule = self.rules.get("patch_embed.proj")
         if rule is not None:
-            self.patch_embed.proj = QuantConv2d(in_chans, dim, arch.patch_size, img, rule,
-                                                packed=packed)
+            replace_module(self, "patch_embed.proj",
+                           QuantConv2d(in_chans, dim, arch.patch_size, img, rule, packed=packed))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, dim)) if arch.distilled else None
         self.pos_embed = nn.Parameter(torch.zeros(1, arch.num_tokens, dim))
@@ -731,7 +740,7 @@ def quant_summary(model: nn.Module) -> dict[str, Any]:
     quantized = 0
     for name, m in latent.named_modules():
         if isinstance(m, QKRAttention):
-            shapes = {"qk (fused W_q^T W_k)": (m.num_heads * m.dim, m.dim), "v": (m.dim, m.dim)}
+            shapes: dict[str, Tuple[int, ...]] = {"qk (fused W_q^T W_k)": (m.num_heads * m.dim, m.dim), "v": (m.dim, m.dim)}
             quantized += m.q.weight.numel() + m.k.weight.numel() + m.v.weight.numel()
         elif isinstance(m, _QuantWeightLayer):
             shapes = {"weight": m.weight_shape}

@@ -277,7 +277,7 @@ class SReT(ZooModel):
         self.name = name
         self.num_classes, self.in_chans = num_classes, in_chans
         self.num_features = self.head_hidden_size = arch.num_features
-        self.global_pool = arch.global_pool
+        self.global_pool: str = arch.global_pool  # checked again by reset_classifier
         self.seeded = arch.token_permutation == "seeded"
         self.permutation_seed = arch.permutation_seed
         self.img_size = tuple(img_size)
@@ -303,7 +303,7 @@ class SReT(ZooModel):
                               "reduction": STEM_STRIDE * 2 ** i}
                              for i, cfg in enumerate(arch.stages)]
 
-        self.norm = nn.LayerNorm(self.num_features, eps=NORM_EPS)
+        self.norm: nn.Module = nn.LayerNorm(self.num_features, eps=NORM_EPS)  # Identity once pruned
         self.head = linear_or_identity(self.num_features, num_classes)
         trunc_normal_(self.pos_embed, std=0.02)
 
