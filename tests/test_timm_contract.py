@@ -7,7 +7,7 @@ optimizer API, and TorchScript / torch.fx / torch.export.
 
 Cost: structure checks run on the meta device at the spec's input size, for every model;
 numeric checks on CPU at small inputs (64 px where the architecture takes any size or can be
-resized, else its own size), for every model (the heavy ones in the ``slow`` group); compilers
+resized, else its own size), for every model below the heavy bound (:func:`_numeric_models`); compilers
 (TorchScript, torch.fx, torch.export) and the hook / fx feature extractors on one model per
 family, the one with the fewest modules (the variants of a family run the same code; timm's own
 tests, run against every zoo model as docs/timm.md describes, compile each of them).
@@ -79,7 +79,24 @@ def _x(size, batch: int = 2, seed: int = 0) -> torch.Tensor:
     return torch.randn(batch, *size, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.fixture(scope="module", params=model_params(MODELS))
+def _numeric_models() -> list[str]:
+    """The models the numeric checks run on: every model but the heavy ones (the `slow` group's
+    parameter/MAC bound, which timm's own tests also leave out by size), plus a family's
+    smallest model where all of its models are heavy.  The heavy variants run the same code as
+    their family's light ones and get the structure checks above."""
+    from tests.conftest import heavy
+
+    light = [n for n in MODELS if not heavy(n)]
+    covered = {zoo.get_spec(n).family for n in light}
+    extra = {}
+    for n in MODELS:
+        fam = zoo.get_spec(n).family
+        if fam not in covered and fam not in extra:
+            extra[fam] = n
+    return light + sorted(extra.values())
+
+
+@pytest.fixture(scope="module", params=model_params(_numeric_models()))
 def small(request):
     """(name, model at a small input size, a batch of inputs: 2 where batch norm needs them in
     training, else 1), built once per model."""

@@ -378,8 +378,8 @@ def test_convert_gives_each_residual_coefficient_its_upstream_role(name: str) ->
             return sd[f"transformers.{s}.blocks.{i}.coefficient{j}.bias"]
 
         for k, (b, _) in enumerate(stage.schedule()):
-            x = torch.randn(2, 8, stage.cfg.dim, generator=gen)
             block, i = stage.blocks[b], 2 * k
+            x = torch.randn(2, 8, block.norm1.normalized_shape[0], generator=gen)
             h = c(i, 1) * x + c(i, 2) * block.attn(block.norm1(x))
             expected = c(i, 3) * h + c(i, 4) * block.mlp(block.norm2(h))
             torch.testing.assert_close(block(x), expected, msg=f"stage {s} layer {i}")

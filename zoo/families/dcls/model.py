@@ -16,7 +16,7 @@ onto it.
 from __future__ import annotations
 
 import re
-from typing import cast
+from typing import List
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 
 from zoo.errors import CheckpointError
 from zoo.families.contract import FamilyHooks
-from zoo.model import ClassifierHeadModel
+from zoo.model import ClassifierHeadModel, StepChainModel
 
 from .schema import Arch
 
@@ -61,15 +61,16 @@ class ConstructKernel2d(nn.Module):
         centred = positions + size // 2
         cell = centred.floor()
         rest = centred - cell  # the gradient of the positions flows through the rests
-        kernel = weight.new_zeros(*weight.shape[:2], size * size)
+        c_out, c_in = weight.shape[0], weight.shape[1]
+        kernel = weight.new_zeros((c_out, c_in, size * size))
         for dr in (0, 1):
-            row, share_r = cell[0] + dr, rest[0] if dr else 1 - rest[0]
+            row, share_r = cell[0] + dr, rest[0] if dr == 1 else 1 - rest[0]
             for dc in (0, 1):
-                col, share_c = cell[1] + dc, rest[1] if dc else 1 - rest[1]
+                col, share_c = cell[1] + dc, rest[1] if dc == 1 else 1 - rest[1]
                 inside = (row >= 0) & (row < size) & (col >= 0) & (col < size)
                 index = (row.clamp(0, size - 1) * size + col.clamp(0, size - 1)).long()
                 kernel.scatter_add_(-1, index, weight * share_r * share_c * inside)
-        return kernel.view(*weight.shape[:2], size, size)
+        return kernel.view(c_out, c_in, size, size)
 
     def extra_repr(self) -> str:
         return f"dilated_kernel_size={self.dilated_kernel_size}, interpolation=bilinear"
@@ -134,7 +135,8 @@ class DclsConvNeXtStage(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.downsample(x)
         for block in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
+            if self.grad_checkpointing and torch.is_grad_enabled() \
+                    and not torch.jit.is_scripting():
                 x = checkpoint(block, x, self.positions, use_reentrant=False)
             else:
                 x = block(x, self.positions)
@@ -152,8 +154,10 @@ def _feature_info(arch: Arch) -> list[dict]:
             for i, dim in enumerate(arch.dims)]
 
 
-class ConvNeXtDcls(ClassifierHeadModel):
-    """ConvNeXt-dcls: patchify stem -> 4 DCLS stages -> avg-pool -> LayerNorm -> fc."""
+class ConvNeXtDcls(ClassifierHeadModel, StepChainModel):
+    """ConvNeXt-dcls: patchify stem -> 4 DCLS stages -> avg-pool -> LayerNorm -> fc.  timm's
+    feature API sees the chain stem, stages (a level at the end of each stage); gradient
+    checkpointing is per block, as timm's ConvNeXt."""
 
     def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3) -> None:
         super().__init__()
@@ -191,15 +195,23 @@ class ConvNeXtDcls(ClassifierHeadModel):
     def forward_features(self, x: Tensor) -> Tensor:
         return self.stages(self.stem(x))
 
+    @torch.jit.ignore
+    def feature_steps(self) -> List[str]:
+        return ["stem", *(f"stages.{i}" for i in range(len(self.stages)))]
+
+    def _dcls_stages(self) -> List[DclsConvNeXtStage]:
+        return [m for m in self.stages if isinstance(m, DclsConvNeXtStage)]  # not pruned ones
+
     def clamp_parameters(self) -> None:
         """Clamp every stage's positions into the kernel (upstream ``clamp_parameters``); call it
         after each optimizer step when training, as upstream does."""
-        for stage in self.stages:
-            cast(DclsConvNeXtStage, stage).clamp_positions()
+        for stage in self._dcls_stages():
+            stage.clamp_positions()
 
+    @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        for stage in self.stages:
-            cast(DclsConvNeXtStage, stage).grad_checkpointing = enable
+        for stage in self._dcls_stages():
+            stage.grad_checkpointing = enable
 
     def group_matcher(self, coarse: bool = False) -> dict:
         return {"stem": r"^stem", "blocks": r"^stages\.(\d+)" if coarse else [

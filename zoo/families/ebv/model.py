@@ -13,7 +13,7 @@ original layout :func:`convert` takes is the checkpoint's keys plus ``basis`` (t
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, List, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from zoo.errors import CheckpointError, SpecError, ZooError
 from zoo.families.contract import FamilyHooks
 from zoo.layers.timm_model import timm_feature_info
-from zoo.model import ZooModel
+from zoo.model import IndicesT, ZooModel
 
 BASIS_KEY = "basis"
 BACKBONE = "backbone."
@@ -81,7 +81,7 @@ class EquiangularBasisVectors(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         if z.ndim > 2:  # embeddings at every position (B, dim, H, W): classify each
-            return self(z.movedim(1, -1)).movedim(-1, 1)
+            return (z.movedim(1, -1) @ self.weight.t() / self.temperature).movedim(-1, 1)
         return z @ self.weight.t() / self.temperature
 
     def extra_repr(self) -> str:
@@ -104,6 +104,8 @@ class EBVNet(ZooModel):
         self.temperature, self.threshold = temperature, threshold
         self.num_features = timm_model.num_features
         self.head_hidden_size = dim
+        self.drop_rate = float(getattr(timm_model, "drop_rate", 0.0))
+        self.in_chans = int(getattr(timm_model, "in_chans", 3))
         self.feature_info = timm_feature_info(backbone, prefix=BACKBONE)
         self.num_classes = num_classes
         self.ebv = self._classifier(num_classes, device=None)
@@ -125,17 +127,20 @@ class EBVNet(ZooModel):
         """Backbone features -> L2-normalized embedding (upstream ``F.normalize(backbone(x))``);
         unpooled features (``global_pool=''``) are embedded at every position."""
         x = self.backbone.global_pool(x)
-        rate = getattr(self.backbone, "drop_rate", 0.0)
-        if rate:
-            x = F.dropout(x, p=rate, training=self.training)
+        if self.drop_rate > 0.0:
+            x = F.dropout(x, p=self.drop_rate, training=self.training)
         fc = self.backbone.fc
-        x = fc(x) if x.ndim == 2 else F.linear(x.movedim(1, -1), fc.weight, fc.bias).movedim(-1, 1)
+        if x.ndim == 2 or not isinstance(fc, nn.Linear):  # (pruned: no embedding layer)
+            x = fc(x)
+        else:
+            x = F.linear(x.movedim(1, -1), fc.weight, fc.bias).movedim(-1, 1)
         return F.normalize(x, dim=1)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.embed(x)
         return x if pre_logits else self.ebv(x)
 
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.ebv
 
@@ -151,8 +156,38 @@ class EBVNet(ZooModel):
         self.num_classes = num_classes
         self.ebv = self._classifier(num_classes, None if device.type == "meta" else device)
 
+    @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
         self.backbone.set_grad_checkpointing(enable)
+
+    @torch.jit.ignore
+    def forward_intermediates(
+            self, x: Tensor, indices: IndicesT = None, norm: bool = False,
+            stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False,
+    ) -> Union[List[Tensor], Tuple[Tensor, List[Tensor]]]:
+        """The backbone's own ``forward_intermediates`` (same levels as ``feature_info``)."""
+        return self.backbone.forward_intermediates(
+            x, indices=indices, norm=norm, stop_early=stop_early, output_fmt=output_fmt,
+            intermediates_only=intermediates_only)
+
+    @torch.jit.ignore
+    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1,
+                                  prune_norm: bool = False, prune_head: bool = True) -> List[int]:
+        """The backbone's pruning; ``prune_head`` also drops the embedding layer (the backbone's
+        ``fc``) and the basis vectors."""
+        take = self.backbone.prune_intermediate_layers(indices, prune_norm=prune_norm,
+                                                       prune_head=prune_head)
+        self.num_features = int(self.backbone.num_features)
+        if prune_head:
+            self.num_classes, self.ebv = 0, nn.Identity()
+            self.head_hidden_size = self.num_features
+        return take
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        inner = getattr(self.backbone, "no_weight_decay", None)
+        return {BACKBONE + n for n in inner()} if callable(inner) else set()
 
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         """timm's matcher of the backbone, its patterns moved under ``backbone.``."""

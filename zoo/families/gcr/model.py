@@ -49,7 +49,8 @@ class GrassmannClassHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         # The upstream order of operations: normalize, project (bias-free linear), scale, norm.
         scores = self.gamma * F.linear(F.normalize(x, dim=-1), self.weight)
-        return scores.reshape(-1, self.out_features, self.subspace_dim).norm(dim=-1)
+        return torch.linalg.vector_norm(
+            scores.reshape(-1, self.out_features, self.subspace_dim), dim=-1)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, num_classes={self.out_features}, "
