@@ -132,7 +132,46 @@ def render_markdown(matrix: ExportMatrix) -> str:
     notes = sorted({r.note for row in matrix.models.values() for r in row.values() if r.note})
     if notes:
         lines += ["", "Family bounds:", ""] + [f"- {n}" for n in notes]
+    lines += _family_speedups(matrix)
+    missing = sorted(set(zoo.list_models()) - set(matrix.models))
+    if missing:
+        lines += ["", f"## Not measured yet ({len(missing)} models)", "",
+                  "Run `python scripts/export_matrix.py --resume` to add them: "
+                  + ", ".join(f"`{n}`" for n in missing) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _family_speedups(matrix: ExportMatrix) -> list[str]:
+    """Per family: the median over its measured models of eager / ONNX Runtime latency (above
+    1: ONNX Runtime is faster), both measured in the same child process."""
+    ratios: dict[str, dict[int, list[float]]] = {}
+    for name, row in matrix.models.items():
+        onnx = row.get("onnx")
+        lat = (onnx.latency_ms or {}) if onnx is not None else {}
+        if name not in zoo.list_models():
+            continue
+        fam = ratios.setdefault(zoo.get_spec(name).family, {1: [], 8: []})
+        for b in (1, 8):
+            if lat.get(f"ort_b{b}") and lat.get(f"eager_b{b}"):
+                fam[b].append(lat[f"eager_b{b}"] / lat[f"ort_b{b}"])
+    if not ratios:
+        return []
+
+    def median(v: list[float]) -> str:
+        if not v:
+            return "-"
+        v = sorted(v)
+        m = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+        return f"{m:.2f}x"
+
+    out = ["", "## ONNX Runtime against eager PyTorch, per family", "",
+           "Median over the family's measured models of eager latency / ONNX Runtime latency "
+           "(above 1: ONNX Runtime is faster), CPU, 2 threads, both timed in the same process.",
+           "", "| family | models | b1 | b8 |", "|---|---|---|---|"]
+    for fam in sorted(ratios):
+        r = ratios[fam]
+        out.append(f"| {fam} | {max(len(r[1]), len(r[8]))} | {median(r[1])} | {median(r[8])} |")
+    return out
 
 
 def main() -> int:

@@ -172,7 +172,8 @@ def test_create_arguments(name: str) -> None:
     assert model.num_classes == 0 and model.get_classifier() is not None
     if _is_map(model):
         x = torch.randn(1, model.num_features, 3, 5, device="meta")
-        assert model.forward_head(x).shape == (1, model.head_hidden_size, 3, 5)
+        out = model.forward_head(x)  # a map (VGG's pre-logits conv may change its size)
+        assert out.ndim == 4 and out.shape[:2] == (1, model.head_hidden_size)
     else:
         x = torch.randn(1, 7, model.num_features, device="meta")  # tokens
         assert model.forward_head(x).shape == x.shape

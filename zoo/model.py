@@ -11,7 +11,7 @@ No ``from __future__ import annotations`` here: TorchScript and ``torch.fx`` rea
 signatures of these methods, and they need real annotations, not strings.
 """
 import math
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Callable, Dict, List, Optional, Sequence, TYPE_CHECKING, Tuple, Union, cast
 
 import torch
 from timm.layers import ClassifierHead, NormMlpClassifierHead, register_notrace_function
@@ -169,6 +169,20 @@ def linear_or_identity(in_features: int, num_classes: int, parent: Optional[nn.M
     if parent is not None:
         head.train(parent.training)
     return head
+
+
+def head_like(parent: nn.Module, make: Callable[[], nn.Module]) -> nn.Module:
+    """``make()`` built where ``parent`` is: on its device (meta included), in its floating
+    dtype and train/eval mode, as timm's ``reset_classifier`` keeps a model's head."""
+    ref = first_param(parent)
+    if ref is None:
+        head = make()
+    else:
+        with torch.device(ref.device):
+            head = make()
+        if ref.is_floating_point():
+            head = head.to(dtype=ref.dtype)
+    return head.train(parent.training)
 
 
 def first_param(module: nn.Module) -> Optional[torch.Tensor]:
@@ -403,5 +417,5 @@ def features_only(model: nn.Module, out_indices: Any = None, feature_cls: Any = 
 
 
 __all__ = ["ClassifierHeadModel", "FEATURE_CLASSES", "StepChainModel", "ZooModel",
-           "check_image", "complete_pretrained_cfg", "set_img_size", "check_input_size", "check_output_fmt", "features_only", "first_param",
+           "check_image", "complete_pretrained_cfg", "head_like", "set_img_size", "check_input_size", "check_output_fmt", "features_only", "first_param",
            "linear_or_identity", "replace_module", "tokens_to_map"]

@@ -47,6 +47,13 @@ class TimmModel(ZooModel):
         self.num_features = int(self.model.num_features)
         self.head_hidden_size = int(getattr(self.model, "head_hidden_size", self.num_features))
 
+    def feature_map_size(self, img_size: Tuple[int, int]) -> Optional[Tuple[int, int]]:
+        """timm's ``pool_size``; None for token features (ViTs: ``forward_features`` returns
+        the token sequence)."""
+        if hasattr(self.model, "num_prefix_tokens"):
+            return None
+        return super().feature_map_size(img_size)
+
     def _to_nchw(self, x: Tensor) -> Tensor:
         return x.permute(0, 3, 1, 2) if self.nhwc and x.ndim == 4 else x
 
@@ -96,6 +103,8 @@ class TimmModel(ZooModel):
                                   prune_norm: bool = False, prune_head: bool = True) -> List[int]:
         take = self.model.prune_intermediate_layers(indices, prune_norm=prune_norm,
                                                     prune_head=prune_head)
+        if prune_head:
+            self.reset_classifier(0, "")  # also a subclass's own head (GCR's subspaces)
         self._sync()
         return take
 

@@ -161,7 +161,7 @@ class ConvNeXtDcls(ClassifierHeadModel, StepChainModel):
 
     def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3) -> None:
         super().__init__()
-        self.num_classes = num_classes
+        self.num_classes, self.in_chans = num_classes, in_chans
         dims = arch.dims
         self.stem = nn.Sequential(nn.Conv2d(in_chans, dims[0], kernel_size=4, stride=4),
                                   LayerNorm2d(dims[0], eps=1e-6))
@@ -176,7 +176,7 @@ class ConvNeXtDcls(ClassifierHeadModel, StepChainModel):
         self.stages = nn.Sequential(*stages)
         self.num_features = self.head_hidden_size = arch.num_features
         self.feature_info = _feature_info(arch)
-        self.head = NormMlpClassifierHead(self.num_features, num_classes, pool_type="avg",
+        self.head = NormMlpClassifierHead(self.num_features, num_classes, pool_type=arch.global_pool,
                                           norm_layer=LayerNorm2d)
         self.apply(self._init_weights)
 
@@ -198,6 +198,12 @@ class ConvNeXtDcls(ClassifierHeadModel, StepChainModel):
     @torch.jit.ignore
     def feature_steps(self) -> List[str]:
         return ["stem", *(f"stages.{i}" for i in range(len(self.stages)))]
+
+    @torch.jit.ignore
+    def prune_head_extras(self) -> None:
+        """The head's norm is of the last stage's width: pruned with the stages after the kept
+        level (timm's ConvNeXt prunes its head norm the same way)."""
+        self.head.norm = nn.Identity()
 
     def _dcls_stages(self) -> List[DclsConvNeXtStage]:
         return [m for m in self.stages if isinstance(m, DclsConvNeXtStage)]  # not pruned ones

@@ -8,6 +8,8 @@ kernel.  No torch here.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from zoo.spec import ArchBase, PositiveInt, Probability
@@ -24,6 +26,9 @@ class Arch(ArchBase):
         17, description="side of the square kernel the elements are placed in (odd; padding "
                         "dilated_kernel_size // 2 keeps the resolution)")
     ls_init_value: float = Field(1e-6, gt=0, description="layer-scale (gamma) initial value")
+    global_pool: Literal["avg", "max", "avgmax", ""] = Field(
+        "avg", description="pooling of the head (upstream: average); '' none, the head applies "
+        "its norm and classifier at every position")
     drop_path_rate: Probability = Field(
         0.0, description="stochastic depth, linear over all blocks (training only)")
 

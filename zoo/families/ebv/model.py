@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from zoo.errors import CheckpointError, SpecError, ZooError
 from zoo.families.contract import FamilyHooks
 from zoo.layers.timm_model import timm_feature_info
-from zoo.model import IndicesT, ZooModel
+from zoo.model import IndicesT, ZooModel, head_like
 
 BASIS_KEY = "basis"
 BACKBONE = "backbone."
@@ -74,7 +74,9 @@ class EquiangularBasisVectors(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """A fresh set of basis vectors (:func:`generate_basis_vectors`)."""
+        """A fresh set of basis vectors (:func:`generate_basis_vectors`); none on meta."""
+        if self.weight.is_meta:
+            return
         with torch.no_grad():
             self.weight.copy_(generate_basis_vectors(self.out_features, self.in_features,
                                                      self.threshold, device=self.weight.device))
@@ -150,11 +152,10 @@ class EBVNet(ZooModel):
         if global_pool is not None:
             from timm.layers import SelectAdaptivePool2d
 
-            self.backbone.global_pool = SelectAdaptivePool2d(pool_type=global_pool,
-                                                             flatten=bool(global_pool))
-        device = self.backbone.fc.weight.device
+            self.backbone.global_pool = SelectAdaptivePool2d(
+                pool_type=global_pool, flatten=bool(global_pool)).train(self.training)
         self.num_classes = num_classes
-        self.ebv = self._classifier(num_classes, None if device.type == "meta" else device)
+        self.ebv = head_like(self, lambda: self._classifier(num_classes, device=None))
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -208,7 +209,9 @@ def build(spec) -> EBVNet:
                         f"(timm {timm.__version__})", model=spec.name)
     backbone = timm.create_model(arch.backbone, pretrained=False, num_classes=arch.dim,
                                  in_chans=spec.data.in_chans, drop_rate=arch.drop_rate,
-                                 drop_path_rate=arch.drop_path_rate)
+                                 drop_path_rate=arch.drop_path_rate,
+                                 **({} if arch.global_pool is None
+                                    else {"global_pool": arch.global_pool}))
     if not isinstance(getattr(backbone, "fc", None), nn.Linear) or not hasattr(backbone,
                                                                                "global_pool"):
         raise SpecError(f"arch.backbone {arch.backbone!r} has no `global_pool` + Linear `fc` "

@@ -22,3 +22,6 @@ class Arch(ArchBase):
                              "vectors that a fresh set (new num_classes) must meet")
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the embedding fc")
     drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description="stochastic depth")
+    global_pool: str | None = Field(None, description="timm's global_pool argument of the "
+                                    "backbone (None: its default; '' none: every position is "
+                                    "embedded and classified)")

@@ -15,6 +15,7 @@ from zoo.errors import CheckpointError
 from zoo.families.contract import FamilyHooks
 from zoo.layers import mm_layout
 from zoo.layers.timm_model import PREFIX, TimmModel, create_timm
+from zoo.model import head_like
 
 
 class GrassmannClassHead(nn.Module):
@@ -88,8 +89,7 @@ class GCRModel(TimmModel):
         returns pooled features; with ``global_pool=''`` unpooled ones)."""
         if global_pool is not None:
             self.model.reset_classifier(0, global_pool)
-        device = next(self.model.parameters()).device
-        self.head = self._new_head(num_classes).to(device)
+        self.head = head_like(self, lambda: self._new_head(num_classes))
         self.num_classes = num_classes
 
 
