@@ -60,10 +60,15 @@ class TimmModel(ZooModel):
     def forward_features(self, x: Tensor) -> Tensor:
         return self._to_nchw(self.model.forward_features(x))
 
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+    def timm_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """The timm model's ``forward_head`` on zoo's NCHW features (for subclasses: TorchScript
+        compiles no ``super()`` call)."""
         if self.nhwc and x.ndim == 4:
             x = x.permute(0, 2, 3, 1)
         return self._to_nchw(self.model.forward_head(x, pre_logits=pre_logits))
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        return self.timm_head(x, pre_logits=pre_logits)
 
     def forward(self, x: Tensor) -> Tensor:
         return self._to_nchw(self.model(x))

@@ -75,7 +75,7 @@ class GCRModel(TimmModel):
                                   self.gamma)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = super().forward_head(x, pre_logits=True)
+        x = self.timm_head(x, pre_logits=True)
         return x if pre_logits else self.head(x)
 
     def forward(self, x: Tensor) -> Tensor:
