@@ -69,7 +69,7 @@ class ConstructKernel2d(nn.Module):
                 col, share_c = cell[1] + dc, rest[1] if dc == 1 else 1 - rest[1]
                 inside = (row >= 0) & (row < size) & (col >= 0) & (col < size)
                 index = (row.clamp(0, size - 1) * size + col.clamp(0, size - 1)).long()
-                kernel.scatter_add_(-1, index, weight * share_r * share_c * inside)
+                kernel = kernel.scatter_add(-1, index, weight * share_r * share_c * inside)
         return kernel.view(c_out, c_in, size, size)
 
     def extra_repr(self) -> str:

@@ -82,9 +82,9 @@ class EquiangularBasisVectors(nn.Module):
                                                      self.threshold, device=self.weight.device))
 
     def forward(self, z: Tensor) -> Tensor:
-        if z.ndim > 2:  # embeddings at every position (B, dim, H, W): classify each
-            return (z.movedim(1, -1) @ self.weight.t() / self.temperature).movedim(-1, 1)
-        return z @ self.weight.t() / self.temperature
+        # (B, dim) or, unpooled, (B, dim, H, W): every position classified (for 2-d input the
+        # moves are identities; no branch on the rank keeps fx tracing and export simple)
+        return (z.movedim(1, -1) @ self.weight.t() / self.temperature).movedim(-1, 1)
 
     def extra_repr(self) -> str:
         return (f"dim={self.in_features}, num_classes={self.out_features}, "
@@ -132,10 +132,10 @@ class EBVNet(ZooModel):
         if self.drop_rate > 0.0:
             x = F.dropout(x, p=self.drop_rate, training=self.training)
         fc = self.backbone.fc
-        if x.ndim == 2 or not isinstance(fc, nn.Linear):  # (pruned: no embedding layer)
-            x = fc(x)
-        else:
+        if isinstance(fc, nn.Linear):  # pooled (B, C) or, unpooled, (B, C, H, W) features
             x = F.linear(x.movedim(1, -1), fc.weight, fc.bias).movedim(-1, 1)
+        else:  # pruned: no embedding layer
+            x = fc(x)
         return F.normalize(x, dim=1)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
