@@ -153,8 +153,12 @@ def test_structure(name: str) -> None:
     assert model.forward_head(feats, pre_logits=True).shape == (1, model.head_hidden_size)
     model.reset_classifier(0, "")
     unpooled = model.forward_head(feats)  # a conv after the pooling (MobileNetV3) still applies
-    assert unpooled.shape == feats.shape if feats.ndim == 3 else \
-        unpooled.shape == (1, model.head_hidden_size, *feats.shape[2:])
+    if feats.ndim == 3:
+        assert unpooled.shape == feats.shape
+    elif isinstance(getattr(model, "model", None), timm.models.VGG):  # its 7x7 pre-logits conv
+        assert unpooled.ndim == 4 and unpooled.shape[:2] == (1, model.head_hidden_size)
+    else:
+        assert unpooled.shape == (1, model.head_hidden_size, *feats.shape[2:])
     model = model.to(dtype=torch.float64).requires_grad_(False)
     model.reset_classifier(3)
     head = model.get_classifier()
@@ -172,8 +176,11 @@ def test_create_arguments(name: str) -> None:
     assert model.num_classes == 0 and model.get_classifier() is not None
     if _is_map(model):
         x = torch.randn(1, model.num_features, 3, 5, device="meta")
-        out = model.forward_head(x)  # a map (VGG's pre-logits conv may change its size)
-        assert out.ndim == 4 and out.shape[:2] == (1, model.head_hidden_size)
+        out = model.forward_head(x)
+        if isinstance(getattr(model, "model", None), timm.models.VGG):  # its 7x7 pre-logits conv
+            assert out.ndim == 4 and out.shape[:2] == (1, model.head_hidden_size)
+        else:
+            assert out.shape == (1, model.head_hidden_size, 3, 5)
     else:
         x = torch.randn(1, 7, model.num_features, device="meta")  # tokens
         assert model.forward_head(x).shape == x.shape

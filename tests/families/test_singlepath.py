@@ -112,7 +112,7 @@ def test_cli_list_and_info(capsys) -> None:
     reported = next(line for line in out.splitlines() if line.startswith("reported top-1"))
     assert "74.96 / 92.21" in reported and "1904.02877" in out
     weights = next(line for line in out.splitlines() if f"{NAME}.rmsp_in1k" in line)
-    assert "top-1 74.09" in weights and "zoo convert" in weights
+    assert "top-1 74.09" in weights and f"zoo fetch {NAME}.rmsp_in1k" in weights
     params = next(line for line in out.splitlines() if line.startswith("params:"))
     assert "4.42M" in params
 

@@ -110,17 +110,15 @@ class EBVNet(ZooModel):
         self.in_chans = int(getattr(timm_model, "in_chans", 3))
         self.feature_info = timm_feature_info(backbone, prefix=BACKBONE)
         self.num_classes = num_classes
-        self.ebv = self._classifier(num_classes, device=None)
+        # where the backbone's parameters are: on meta when building for weights, so the
+        # basis (a persistent buffer the weights carry) is not drawn at random for nothing
+        self.ebv = head_like(self, lambda: self._classifier(num_classes))
 
-    def _classifier(self, num_classes: int, device) -> nn.Module:
+    def _classifier(self, num_classes: int) -> nn.Module:
         if num_classes <= 0:
             return nn.Identity()
-        if device is None:  # the ambient default device (meta while building for weights)
-            return EquiangularBasisVectors(self.head_hidden_size, num_classes, self.temperature,
-                                           self.threshold)
-        with torch.device(device):
-            return EquiangularBasisVectors(self.head_hidden_size, num_classes, self.temperature,
-                                           self.threshold)
+        return EquiangularBasisVectors(self.head_hidden_size, num_classes, self.temperature,
+                                       self.threshold)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.backbone.forward_features(x)
@@ -155,7 +153,7 @@ class EBVNet(ZooModel):
             self.backbone.global_pool = SelectAdaptivePool2d(
                 pool_type=global_pool, flatten=bool(global_pool)).train(self.training)
         self.num_classes = num_classes
-        self.ebv = head_like(self, lambda: self._classifier(num_classes, device=None))
+        self.ebv = head_like(self, lambda: self._classifier(num_classes))
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
