@@ -133,7 +133,11 @@ def _write(format: Format, model: nn.Module, x: torch.Tensor, path: Path, *, bat
 def check_program(model: nn.Module, path: Path, input_size: tuple[int, ...],
                   report: ExportReport, *, batches: tuple[int, ...]) -> None:
     """Run the exported file at each batch size and compare with the eager model."""
-    runner = Runner(path)
+    try:
+        runner = Runner(path)
+    except Exception as e:  # e.g. ONNX Runtime refuses an invalid graph the exporter wrote
+        raise ExportError(f"{report.model} ({report.format}): the exported file does not load "
+                          f"in its runtime: {diagnose(e)}; nothing was written") from e
     worst_abs = worst_rel = 0.0
     for i, b in enumerate(batches):
         x = example_input(input_size, b, seed=i + 1)

@@ -820,4 +820,14 @@ def calibrate_(model: OFQDeiT, images: torch.Tensor) -> OFQDeiT:
     return model
 
 
-HOOKS = FamilyHooks(build=build, convert=convert, load_packed=load_packed, info=info)
+EXPORT_NOTE = (
+    "ofq: the exported graph keeps the fake quantization (LSQ/StatsQ weight and activation "
+    "quantizers as round/clamp/scale float ops), so outputs match eager at the default 1e-4 "
+    "bound; the file holds float weights. A runtime that stores the packed 2/3/4-bit codes "
+    "(zoo's packed layout) must unpack them (bit shifts, zoo.families.ofq.packing.unpack_bits) "
+    "and dequantize per output channel with the stored scales (zoo.layers.quant."
+    "dequantize_weight) before each matmul, as PackedWeight does; no integer kernels are "
+    "needed or used.")
+
+HOOKS = FamilyHooks(build=build, convert=convert, load_packed=load_packed, info=info,
+                    export_note=EXPORT_NOTE)
