@@ -122,30 +122,3 @@ def test_adapt_in_chans_and_classes(built) -> None:
     x = torch.randn(1, 1, *spec.data.input_size[1:])
     with torch.no_grad():
         assert model(x).shape == (1, 4)
-
-
-def test_features_only(built) -> None:
-    """timm's features_only: every model declares feature_info; the default extractor gives the
-    family's default levels (every level; the last 3 blocks for ViTs, as timm's) at their
-    channels and nominal strides, and out_indices=(-1,) the deepest one."""
-    name, spec, model = built
-    assert model.feature_info, f"{name} declares no feature_info"
-    torch.manual_seed(0)
-    extractor = zoo.create(name, features_only=True).eval()
-    x = _input(spec, batch=1)
-    with torch.no_grad():
-        torch.manual_seed(0)
-        outs = extractor(x)
-    info = extractor.feature_info
-    default = getattr(model, "default_out_indices", None) or len(model.feature_info)
-    assert len(outs) == len(info.out_indices) == default
-    width = spec.data.input_size[2]
-    for out, chs, red in zip(outs, info.channels(), info.reduction()):
-        assert out.shape[1] == chs
-        # reductions are nominal, as in timm: unpadded stems (NASNet, Inception) lose a pixel
-        assert width // red - 1 <= out.shape[-1] <= -(-width // red)
-    torch.manual_seed(0)
-    last = zoo.create(name, features_only=True, out_indices=(-1,)).eval()
-    with torch.no_grad():
-        torch.manual_seed(0)
-        assert torch.allclose(last(x)[0], outs[-1], atol=1e-5, rtol=1e-5)

@@ -214,7 +214,8 @@ def test_forward_intermediates(small) -> None:
 
 def test_features_only(small) -> None:
     """features_only with out_indices (timm's FeatureGetterNet, the default) gives the levels
-    forward_intermediates gives, with timm's feature_info; timm.create_model builds it."""
+    forward_intermediates gives, with timm's feature_info; without, the family's default levels
+    at their nominal strides; timm.create_model builds it."""
     from zoo.model import features_only
 
     name, model, x = small
@@ -230,6 +231,17 @@ def test_features_only(small) -> None:
     assert len(outs) == 2
     for out, ref in zip(outs, taps):
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    # the default extractor: the family's default levels (every level; the last 3 blocks for
+    # ViTs, as timm's) at their channels and nominal strides (unpadded stems lose a pixel)
+    default = getattr(model, "default_out_indices", None) or len(model.feature_info)
+    with torch.no_grad():
+        full = features_only(copy.deepcopy(model))
+        outs = full(x)
+    assert len(outs) == len(full.feature_info.out_indices) == default
+    width = x.shape[-1]
+    for out, chs, red in zip(outs, full.feature_info.channels(), full.feature_info.reduction()):
+        assert out.shape[1] == chs
+        assert width // red - 1 <= out.shape[-1] <= -(-width // red)
     spec = zoo.get_spec(name)
     meta = timm.create_model(name, features_only=True, out_indices=(-1,), device="meta",
                              **_overrides(spec))
