@@ -8,30 +8,60 @@ import pytest
 import torch
 
 import zoo
-from tests.conftest import model_params
+from tests.conftest import heavy, model_params
 
 MODELS = zoo.list_models()
 BATCH = 2
 
 
+SMALL = 64
+
+
 @pytest.fixture(scope="module", params=model_params(MODELS))
 def built(request):
-    """(name, spec, model) built once per model and shared by the tests below."""
+    """(name, spec, model, size) built once per model and shared by the tests below; ``size``
+    is the input the numeric tests use: the spec's, or for heavy models (the `slow` group) a
+    small one where the model takes it (any size, or ``img_size`` resampling), as CI's budget
+    asks for big models at small sizes."""
     torch.manual_seed(0)
     name = request.param
     spec = zoo.get_spec(name)
-    model = zoo.create(name)
-    return name, spec, model
+    size = _test_size(name, spec)
+    model = zoo.create(name, **_size_args(spec, size))
+    return name, spec, model, size
 
 
-def _input(spec, batch: int = BATCH) -> torch.Tensor:
-    return torch.randn(batch, *spec.data.input_size, generator=torch.Generator().manual_seed(0))
+def _test_size(name: str, spec) -> tuple[int, ...]:
+    c, h, w = spec.data.input_size
+    if not heavy(name) or min(h, w) <= SMALL:
+        return c, h, w
+    if not spec.data.fixed_input_size:
+        return c, SMALL, SMALL
+    with torch.device("meta"):  # can its positional embedding be resampled to a small grid?
+        model = zoo.create(name)
+    if callable(getattr(model, "set_input_size", None)):
+        for side in range(SMALL, h, 32):
+            try:
+                model.set_input_size(img_size=(side, side))
+                return c, side, side
+            except (ValueError, zoo.errors.ZooError):
+                continue
+    return c, h, w
+
+
+def _size_args(spec, size: tuple[int, ...]) -> dict:
+    fixed = spec.data.fixed_input_size and tuple(size) != tuple(spec.data.input_size)
+    return {"img_size": tuple(size[1:])} if fixed else {}
+
+
+def _input(size: tuple[int, ...], batch: int = BATCH) -> torch.Tensor:
+    return torch.randn(batch, *size, generator=torch.Generator().manual_seed(0))
 
 
 def test_forward_backward(built) -> None:
-    name, spec, model = built
+    name, spec, model, size = built
     model.train()
-    out = model(_input(spec))
+    out = model(_input(size))
     if isinstance(out, (tuple, list)):  # e.g. distillation heads in train mode
         out = out[0]
     assert out.shape == (BATCH, spec.data.num_classes)
@@ -44,9 +74,9 @@ def test_forward_backward(built) -> None:
 
 
 def test_features_and_head(built) -> None:
-    name, spec, model = built
+    name, spec, model, size = built
     model.eval()
-    x = _input(spec)
+    x = _input(size)
     with torch.no_grad():
         # reseed: some models draw random numbers at inference as their originals do
         # (SReT's token permutation), so both passes must see the same draws
@@ -64,8 +94,8 @@ def test_features_and_head(built) -> None:
 
 
 def test_reset_classifier(built) -> None:
-    name, spec, built_model = built
-    x = _input(spec)
+    name, spec, built_model, size = built
+    x = _input(size)
     with torch.no_grad():
         feats = built_model.eval().forward_features(x)
         model = copy.deepcopy(built_model).eval()
@@ -87,8 +117,11 @@ def test_reset_classifier(built) -> None:
         assert model.num_classes == 7 and model.get_classifier().out_features == 7
 
 
-def test_data_config_agrees_with_model(built) -> None:
-    name, spec, model = built
+@pytest.mark.parametrize("name", model_params(MODELS))
+def test_data_config_agrees_with_model(name: str) -> None:
+    spec = zoo.get_spec(name)
+    with torch.device("meta"):
+        model = zoo.create(name, device="meta")
     sd = model.state_dict()
     first = sd.get(f"{spec.data.first_conv}.weight")
     assert first is not None, f"first_conv {spec.data.first_conv!r} not in the state dict"
@@ -110,15 +143,16 @@ def test_data_config_agrees_with_model(built) -> None:
 def test_timm_create_model(built) -> None:
     import timm
 
-    name, spec, _ = built
-    model = timm.create_model(name, num_classes=3)
+    name, spec, _, size = built
+    with torch.device("meta"):
+        model = timm.create_model(name, num_classes=3, device="meta")
     assert model.pretrained_cfg["architecture"] == name
     assert model.num_classes == 3 and model.get_classifier().out_features == 3
 
 
 def test_adapt_in_chans_and_classes(built) -> None:
-    name, spec, _ = built
-    model = zoo.create(name, in_chans=1, num_classes=4).eval()
-    x = torch.randn(1, 1, *spec.data.input_size[1:])
+    name, spec, _, size = built
+    model = zoo.create(name, in_chans=1, num_classes=4, **_size_args(spec, size)).eval()
+    x = torch.randn(1, 1, *size[1:])
     with torch.no_grad():
         assert model(x).shape == (1, 4)

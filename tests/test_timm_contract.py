@@ -54,7 +54,7 @@ def _small_size(model) -> tuple[int, int, int]:
     multiple of 32 from 64 its ``set_input_size`` accepts, else its own size."""
     c, h, w = model.pretrained_cfg["input_size"]
     setter = getattr(model, "set_input_size", None)
-    if not model.pretrained_cfg.get("fixed_input_size") and not callable(setter):
+    if not model.pretrained_cfg.get("fixed_input_size"):
         return c, min(h, SMALL), min(w, SMALL)
     if callable(setter):
         for side in range(SMALL, h, 32):

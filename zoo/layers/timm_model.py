@@ -85,6 +85,22 @@ class TimmModel(ZooModel):
         self._sync()
 
     @torch.jit.ignore
+    def set_input_size(self, img_size: Optional[Tuple[int, int]] = None,
+                       patch_size: Optional[Tuple[int, int]] = None) -> None:
+        """timm's ``set_input_size`` of the inner model (ViT, Swin: the positional embedding
+        and attention windows resampled to the new patch grid)."""
+        setter = getattr(self.model, "set_input_size", None)
+        if not callable(setter):
+            from zoo.errors import UnknownArgumentError
+
+            arch = getattr(self, "pretrained_cfg", {}).get("architecture") or type(self).__name__
+            raise UnknownArgumentError(f"{arch} takes no img_size argument: it takes any input "
+                                       "size as it is")
+        setter(img_size=img_size, patch_size=patch_size)
+        if img_size is not None:
+            self._input_size_changed(tuple(img_size))
+
+    @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
         self.model.set_grad_checkpointing(enable)
