@@ -54,15 +54,19 @@ def _small_size(model) -> tuple[int, int, int]:
     multiple of 32 from 64 its ``set_input_size`` accepts, else its own size."""
     c, h, w = model.pretrained_cfg["input_size"]
     setter = getattr(model, "set_input_size", None)
-    if not model.pretrained_cfg.get("fixed_input_size"):
-        return c, min(h, SMALL), min(w, SMALL)
-    if callable(setter):
+    if callable(setter):  # it validates sizes (e.g. SReT's slices must divide the token counts)
         for side in range(SMALL, h, 32):
             try:
                 setter(img_size=(side, side))
                 return c, side, side
+            except UnknownArgumentError:  # it takes any size as it is
+                break
             except (ValueError, zoo.errors.ZooError):
                 continue
+        else:
+            return c, h, w  # no smaller size it takes
+    if not model.pretrained_cfg.get("fixed_input_size"):
+        return c, min(h, SMALL), min(w, SMALL)
     return c, h, w
 
 
