@@ -8,6 +8,7 @@ feature maps are NHWC (Swin: ``output_fmt == "NHWC"``) ``forward_features`` retu
 permuted to NCHW and ``forward_head`` permutes them back (views of the same memory: the head
 computes exactly what timm's does).
 """
+import re
 from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 import torch
@@ -131,18 +132,30 @@ class TimmModel(ZooModel):
 
     @torch.jit.ignore
     def no_weight_decay(self) -> Set[str]:
-        inner = getattr(self.model, "no_weight_decay", None)
-        return {PREFIX + n for n in inner()} if callable(inner) else set()
+        return timm_no_weight_decay(self.model)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
         """timm's matcher of the inner model, its patterns moved under the ``model.`` prefix."""
-        def shift(pattern: Any) -> Any:
-            if isinstance(pattern, str):  # (?:...) keeps alternations ("^conv1|bn1") anchored
-                return r"^model\.(?:" + pattern.removeprefix("^") + ")"
-            return [(shift(p[0]), p[1]) if isinstance(p, tuple) else shift(p) for p in pattern]
+        return timm_group_matcher(self.model, coarse)
 
-        return {k: shift(v) for k, v in self.model.group_matcher(coarse=coarse).items()}
+
+def timm_no_weight_decay(model: nn.Module, prefix: str = PREFIX) -> Set[str]:
+    """The timm model's ``no_weight_decay`` names under ``prefix`` (its attribute's name)."""
+    inner = getattr(model, "no_weight_decay", None)
+    return {prefix + n for n in inner()} if callable(inner) else set()
+
+
+def timm_group_matcher(model: Any, coarse: bool = False, prefix: str = PREFIX) -> Dict[str, Any]:
+    """The timm model's ``group_matcher``, its patterns moved under ``prefix``."""
+    head = "^" + re.escape(prefix)
+
+    def shift(pattern: Any) -> Any:
+        if isinstance(pattern, str):  # (?:...) keeps alternations ("^conv1|bn1") anchored
+            return head + "(?:" + pattern.removeprefix("^") + ")"
+        return [(shift(p[0]), p[1]) if isinstance(p, tuple) else shift(p) for p in pattern]
+
+    return {k: shift(v) for k, v in model.group_matcher(coarse=coarse).items()}
 
 
 def timm_feature_info(model: nn.Module, prefix: str = PREFIX) -> list[dict]:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from zoo.errors import CheckpointError, SpecError, ZooError
 from zoo.families.contract import FamilyHooks
-from zoo.layers.timm_model import timm_feature_info
+from zoo.layers.timm_model import timm_feature_info, timm_group_matcher, timm_no_weight_decay
 from zoo.model import IndicesT, ZooModel, head_like
 
 BASIS_KEY = "basis"
@@ -185,17 +185,11 @@ class EBVNet(ZooModel):
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
-        inner = getattr(self.backbone, "no_weight_decay", None)
-        return {BACKBONE + n for n in inner()} if callable(inner) else set()
+        return timm_no_weight_decay(self.backbone, prefix=BACKBONE)
 
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         """timm's matcher of the backbone, its patterns moved under ``backbone.``."""
-        def shift(pattern: Any) -> Any:
-            if isinstance(pattern, str):
-                return r"^backbone\.(?:" + pattern.removeprefix("^") + ")"
-            return [(shift(p[0]), p[1]) if isinstance(p, tuple) else shift(p) for p in pattern]
-
-        return {k: shift(v) for k, v in self.backbone.group_matcher(coarse=coarse).items()}
+        return timm_group_matcher(self.backbone, coarse, prefix=BACKBONE)
 
 
 def build(spec) -> EBVNet:
