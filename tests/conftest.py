@@ -21,21 +21,6 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _shipped_catalog_after_each_module():
-    """Specs a test module registers (``zoo.register_specs``, a Hub repo's own spec) are dropped
-    after it, so later modules on the same worker see the shipped catalog (``zoo.list_models()``)."""
-    from zoo.catalog import catalog
-
-    cat = catalog()
-    saved = dict(cat.entries)
-    yield
-    if cat.entries != saved:
-        cat.entries.clear()
-        cat.entries.update(saved)
-        cat.remove([])  # clears the resolved/validated caches
-
-
 def heavy(name: str) -> bool:
     """Whether a model is heavy enough for the `slow` group (from its spec's reported numbers,
     else its golden vector's parameter count, so collection builds nothing)."""
