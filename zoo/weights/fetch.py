@@ -124,7 +124,7 @@ class Wanted:
         """``where`` named as this file, for a checksum error."""
         if self.name is None:
             return f"{where} (the original checkpoint of {self.tag})"
-        return f"{where} (the {self.name!r} tensor file of {self.tag}, {self.url})"
+        return f"{where} (the {self.name!r} tensor file of {self.tag})"
 
     def hint(self) -> str:
         """The file name to save a hand-downloaded copy under."""
