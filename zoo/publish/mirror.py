@@ -7,8 +7,9 @@ For each registry record with a source and no Hub file (matching PATTERN):
    download: SharePoint/OneDrive, Baidu); its sha256 is checked where the registry pins one and
    recorded with its size (:func:`zoo.weights.fetch.get_source`); the source's tensor files
    (``source.tensors``) likewise, against their pinned sha256 and size;
-2. it is converted (with its tensor files) in a separate process with ``weights_only`` loading (``zoo convert --check``:
-   strict load, forward pass compared), and the folder is checked again here: config and tensors
+2. it is converted (with its tensor files) in a separate process with ``weights_only``
+   loading (``zoo convert --check``: strict load, forward pass compared), and the folder is
+   checked again here: config and tensors
    name the tag, the model loads strictly from the safetensors file alone and its forward pass is
    finite;
 3. the folder -- ``model.safetensors``, ``config.json`` with the full spec, a model card with the

@@ -119,7 +119,8 @@ def not_converted_message(full: str) -> str:
         return (f"{full} is published only as an {kind} at {src.url}{pinned}, which has no "
                 f"direct download ({plan.reason}). Download it by hand, then run `zoo fetch "
                 f"{full} --from-dir <its folder>` (or `zoo convert {full} <downloaded file>"
-                f"{with_tensors}`) once; zoo converts it with weights_only loading in a separate process.")
+                f"{with_tensors}`) once; zoo converts it with weights_only loading in a separate "
+                "process.")
     return (f"{full} is published only as an {kind} ({src.url}{pinned}), not converted yet: "
             f"run `zoo fetch {full}` once (downloads it, checks it, converts it in a separate "
             "process with weights_only loading, into zoo's cache; then it loads offline), or "
