@@ -9,9 +9,8 @@ For each registry record with a source and no Hub file (matching PATTERN):
    (``source.tensors``) likewise, against their pinned sha256 and size;
 2. it is converted (with its tensor files) in a separate process with ``weights_only``
    loading (``zoo convert --check``: strict load, forward pass compared), and the folder is
-   checked again here: config and tensors
-   name the tag, the model loads strictly from the safetensors file alone and its forward pass is
-   finite;
+   checked again here: config and tensors name the tag, the model loads strictly from the
+   safetensors file alone and its forward pass is finite;
 3. the folder -- ``model.safetensors``, ``config.json`` with the full spec, a model card with the
    published metric, citation, licence and provenance -- is pushed in one commit to
    ``ORG/<model>.<tag>`` (one repo per tag, as timm does), unless that repo's head already holds
