@@ -12,7 +12,9 @@ touched.
 ``original_checkpoint(tag) -> bytes``: a ``torch.save`` file in the layout the tag's upstream
 publishes (wrapper keys, ``module.`` prefixes), with deterministic weights: the golden vectors'
 fill rule (tests/golden.py) over the golden state dict where the family has one, else over the
-model's own keys.
+model's own keys.  ``original_files(tag) -> (bytes, {name: bytes})``: the same, with the entries
+that upstream publishes apart (the record's ``source.tensors``, e.g. EBV's basis vectors) taken
+out and written as upstream writes them (``pickle.dump(tensor)``).
 """
 from __future__ import annotations
 
@@ -80,9 +82,21 @@ def original_state_dict(tag: str) -> dict:
     return wrap.get(spec.family, lambda d: d)(sd)
 
 
-def original_checkpoint(tag: str) -> bytes:
+def original_files(tag: str) -> tuple[bytes, dict[str, bytes]]:
+    """The tag's checkpoint and its tensor files (see the module doc)."""
+    import pickle
+
     import torch
 
+    from zoo.registry import registry
+
+    sd = original_state_dict(tag)
+    apart = {name: pickle.dumps(sd.pop(name))
+             for name in sorted(registry().get(tag).source.tensors or {})}
     buf = io.BytesIO()
-    torch.save(original_state_dict(tag), buf)
-    return buf.getvalue()
+    torch.save(sd, buf)
+    return buf.getvalue(), apart
+
+
+def original_checkpoint(tag: str) -> bytes:
+    return original_files(tag)[0]

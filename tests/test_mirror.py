@@ -19,10 +19,10 @@ import torch
 import yaml
 
 import zoo
-from tests.sourcefixtures import original_checkpoint
+from tests.sourcefixtures import original_checkpoint, original_files
 from zoo.cli import main
-from zoo.errors import RegistryError, WeightsNotPublishedError
-from zoo.registry import registry
+from zoo.errors import RegistryError, SourceChecksumError, WeightsNotPublishedError
+from zoo.registry import registry, update_file
 from zoo.weights.folder import SPEC_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +33,9 @@ MIRRORED = ["sret_t.in1k", "deepmad_r18.in1k", "meal_v2_mobilenetv3_small_075.in
             "kat_tiny_patch16_224.in1k"]
 FETCHED = ["sret_t.in1k_dist", "kat_tiny_patch16_224.in1k_vitft",
            "meal_v2_mobilenetv3_small_100.in1k"]
+# a checkpoint plus a tensor file upstream publishes apart (its basis vectors): a GitHub release
+# asset and a file in the repository
+EBV = "ebv_resnet50.in1k"
 
 
 def publish_original(tag: str, sources, hub) -> bytes:
@@ -48,12 +51,34 @@ def publish_original(tag: str, sources, hub) -> bytes:
     return data
 
 
-def reference_outputs(tag: str, data: bytes, tmp: Path) -> dict[str, torch.Tensor]:
-    """A direct `zoo convert TAG FILE --out DIR` of the same original, loaded with zoo.create."""
+def publish_with_tensors(tag: str, sources) -> tuple[bytes, dict[str, bytes]]:
+    """Put the tag's checkpoint and its tensor files where the registry points (emulated), and
+    pin the tensor files in the registry copy to these files (the test's are not upstream's)."""
+    data, apart = original_files(tag)
+    record = registry().get(tag)
+    assert apart and set(apart) == set(record.source.tensors)
+    sources.add(record.source.url, data)
+    doc = record.model_dump(mode="json", exclude_none=True)
+    for name, blob in apart.items():
+        sources.add(record.source.tensors[name].url, blob)
+        doc["source"]["tensors"][name].update(sha256=hashlib.sha256(blob).hexdigest(),
+                                              size=len(blob))
+    update_file(registry().sources[tag], tag, doc)
+    return data, apart
+
+
+def reference_outputs(tag: str, data: bytes, tmp: Path,
+                      tensors: dict[str, bytes] | None = None) -> dict[str, torch.Tensor]:
+    """A direct `zoo convert TAG FILE [--tensor NAME=FILE] --out DIR` of the same original,
+    loaded with zoo.create."""
     ckpt = tmp / f"{tag}.pth"
     ckpt.write_bytes(data)
+    options = []
+    for name, blob in (tensors or {}).items():
+        (tmp / f"{tag}-{name}.pkl").write_bytes(blob)
+        options += ["--tensor", f"{name}={tmp / f'{tag}-{name}.pkl'}"]
     out = tmp / f"{tag}-converted"
-    assert main(["convert", tag, str(ckpt), "--out", str(out)]) == 0
+    assert main(["convert", tag, str(ckpt), *options, "--out", str(out)]) == 0
     model = zoo.create(tag.split(".")[0], weights=out)
     return {"sd": model.state_dict(), "y": _forward(model, tag)}
 
@@ -260,6 +285,124 @@ def test_fetch_end_to_end(hub, sources, registry_copy, tmp_path, capsys) -> None
                           ZOO_SOURCE_REWRITE=os.environ["ZOO_SOURCE_REWRITE"])
     assert_same(fresh[first], reference_outputs(first, originals[first], tmp_path))
     assert (Path(cache) / "converted" / first / "conversion.json").is_file()
+
+
+# -- a source with a tensor file (EBV: checkpoint + basis vectors) -----------------------------
+
+def test_dry_run_shows_tensor_files(capsys, tmp_path) -> None:
+    basis = registry().get(EBV).source.tensors["basis"]
+    assert main(["mirror", "--org", ORG, "--dry-run", "ebv_*"]) == 0
+    row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(EBV))
+    assert " mirror " in row and "tensor file basis: eq_1000_1000.pkl (download" in row, row
+    assert basis.url.endswith("/eq_1000_1000.pkl")
+    (tmp_path / "eq_1000_1000.pkl").write_bytes(b"\x80")
+    assert main(["mirror", "--org", ORG, "--dry-run", "ebv_*", "--from-dir", str(tmp_path)]) == 0
+    row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(EBV))
+    assert "basis: eq_1000_1000.pkl (from --from-dir (eq_1000_1000.pkl))" in row, row
+
+
+@pytest.mark.slow
+def test_fetch_and_mirror_a_source_with_a_tensor_file(hub, sources, registry_copy, tmp_path,
+                                                      capsys) -> None:
+    data, apart = publish_with_tensors(EBV, sources)
+    basis_url = registry().get(EBV).source.tensors["basis"].url
+    expected = reference_outputs(EBV, data, tmp_path, apart)
+
+    # a user fetches it: both files downloaded, checked, handed to the conversion together
+    assert main(["fetch", EBV]) == 0
+    out = capsys.readouterr().out
+    assert f"tensor file basis via direct https download; {len(apart['basis']):,} bytes" in out
+    assert "matches the registry's sha256: checked" in out
+    assert sources.count(path_contains="eq_1000_1000.pkl") == 1
+    stamp = json.loads((Path(os.environ["ZOO_CACHE"]) / "converted" / EBV /
+                        "conversion.json").read_text())
+    assert stamp["source_tensors"]["basis"]["sha256"] == hashlib.sha256(apart["basis"]).hexdigest()
+    assert stamp["source_tensors"]["basis"]["url"] == basis_url
+    model = zoo.create(EBV, pretrained=True)
+    assert_same({"sd": model.state_dict(), "y": _forward(model, EBV)}, expected)
+
+    # a maintainer mirrors it: the source cache serves both files, one push, one record
+    hosted = len(sources.requests)
+    capsys.readouterr()
+    assert main(["mirror", "--org", ORG, EBV]) == 0
+    report = capsys.readouterr().out
+    assert f"{EBV} " in report and "mirrored" in report and "tensor file basis" in report
+    assert len(sources.requests) == hosted
+    rec = registry().get(EBV)
+    repo = f"{ORG}/{EBV}"
+    assert rec.hub.repo_id == repo and rec.hub.revision == hub.head(repo)
+    assert rec.source.sha256 == hashlib.sha256(data).hexdigest() and rec.source.size == len(data)
+    basis = rec.source.tensors["basis"]  # pinned before, kept as it was
+    assert (basis.url, basis.sha256, basis.size) == \
+        (basis_url, hashlib.sha256(apart["basis"]).hexdigest(), len(apart["basis"]))
+    card = hub.file_bytes(repo, "README.md").decode()
+    assert basis_url in card and basis.sha256 in card
+    assert main(["check"]) == 0
+    fresh = fresh_process([EBV], tmp_path)  # fresh caches, no route to the original hosts
+    assert_same(fresh[EBV], expected)
+
+
+def test_a_wrong_tensor_file_is_refused_before_anything_is_installed(
+        hub, sources, registry_copy, capsys) -> None:
+    data, apart = publish_with_tensors(EBV, sources)
+    record = registry().get(EBV)
+    url = record.source.tensors["basis"].url
+    tampered = apart["basis"][:-1] + bytes([apart["basis"][-1] ^ 1])  # same size, other bytes
+    sources.add(url, tampered)
+    cache = Path(os.environ["ZOO_CACHE"])
+
+    assert main(["fetch", EBV]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"eq_1000_1000\.pkl \(the 'basis' tensor file of ebv_resnet50\.in1k\): "
+                     r"sha256 [0-9a-f]{64} does not match the published "
+                     + record.source.tensors["basis"].sha256, err), err
+    assert not (cache / "converted" / EBV).exists()
+    assert [p.name for p in (cache / "converted").iterdir()] == [f".{EBV}.lock"]  # no staging
+    blobs = [p for p in (cache / "sources" / "blobs").rglob("*") if p.is_file()]
+    assert blobs == []  # the wrong file is not kept; the checkpoint was not even downloaded
+    assert sources.count(path_contains="EBV_ResNet") == 0
+
+    assert main(["mirror", "--org", ORG, EBV]) == 1
+    report = capsys.readouterr().out
+    assert f"{EBV} " in report and " failed " in report and "'basis' tensor file" in report
+    assert f"{ORG}/{EBV}" not in hub.repos() and registry().get(EBV) == record
+
+
+def test_fetch_takes_both_files_from_dir(sources, registry_copy, tmp_path, monkeypatch) -> None:
+    """--from-dir: the checkpoint and the tensor file by their URLs' file names (or TAG.<ext> and
+    TAG.NAME.<ext>), checked, nothing downloaded; both go to the conversion child."""
+    import subprocess as sp
+
+    import zoo.weights.fetch as F
+    from zoo.errors import CheckpointError
+
+    data, apart = publish_with_tensors(EBV, sources)
+    seen = []
+
+    def child(cmd, **kwargs):  # the conversion child, stood in for: its command line is the point
+        seen.append(cmd)
+        return sp.CompletedProcess(cmd, 1, "", "zoo: error: stopped by the test")
+
+    monkeypatch.setattr(F.subprocess, "run", child)
+    record = registry().get(EBV)
+    for main_name, basis_name in [(record.source.url.rsplit("/", 1)[1], "eq_1000_1000.pkl"),
+                                  (f"{EBV}.pth", f"{EBV}.basis.pkl")]:
+        folder = tmp_path / main_name
+        folder.mkdir()
+        (folder / main_name).write_bytes(data)
+        (folder / basis_name).write_bytes(apart["basis"])
+        with pytest.raises(CheckpointError, match="stopped by the test"):
+            F.fetch_tag(EBV, from_dir=folder)
+        cmd = seen.pop()
+        assert cmd[3:6] == ["convert", EBV, str(folder / main_name)], cmd
+        assert cmd[cmd.index("--tensor") + 1] == f"basis={folder / basis_name}", cmd
+    assert sources.requests == []  # nothing downloaded
+    assert not (Path(os.environ["ZOO_CACHE"]) / "converted" / EBV).exists()
+    # a basis that is not the pinned one is refused, named
+    (folder / basis_name).write_bytes(apart["basis"][::-1])
+    with pytest.raises(SourceChecksumError, match=f"{basis_name} \\(the 'basis' tensor file"):
+        F.fetch_tag(EBV, from_dir=folder)
+    assert seen == []
 
 
 # -- the command line's errors -----------------------------------------------------------------

@@ -170,8 +170,8 @@ def test_model_page_content(tmp_path: Path) -> None:
     from zoo.registry import registry
 
     name = "nasnet_a_large"  # a Hub file record
-    build_site(tmp_path / "s", [name, "sret_t"], measure=False, cache_dir=tmp_path / "c",
-               export_matrix=None)
+    build_site(tmp_path / "s", [name, "sret_t", "ebv_resnet50"], measure=False,
+               cache_dir=tmp_path / "c", export_matrix=None)
     page = html.unescape((tmp_path / "s" / "models" / f"{name}.html").read_text())
     rec = registry().records[registry().tags_of(name)[0]]
     for text in (rec.hub.repo_id, rec.hub.revision, rec.hub.sha256, rec.source.url,
@@ -184,6 +184,10 @@ def test_model_page_content(tmp_path: Path) -> None:
     assert str(ROOT) not in page  # no local paths
     sret = html.unescape((tmp_path / "s" / "models" / "sret_t.html").read_text())
     assert "zoo convert sret_t.in1k FILE" in sret  # a convertible source says how to use it
+    ebv = html.unescape((tmp_path / "s" / "models" / "ebv_resnet50.html").read_text())
+    basis = registry().get("ebv_resnet50.in1k").source.tensors["basis"]  # and its tensor files
+    assert basis.url in ebv and "zoo convert ebv_resnet50.in1k FILE --tensor basis=" \
+        f"{basis.url.rsplit('/', 1)[1]}" in ebv
 
 
 # -- export matrix ----------------------------------------------------------------------------------

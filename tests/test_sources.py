@@ -328,3 +328,113 @@ def test_a_cached_source_is_re_verified(sources, registry_copy) -> None:
     again = get_source(tag)  # re-hashed, found wrong, removed, downloaded anew
     assert again.sha256 == first.sha256 and not again.cached
     assert sources.count(path_contains="R34.pth.tar") == 2
+
+
+# -- a source's tensor files (source.tensors: EBV's basis vectors) ------------------------------
+
+EBV = "ebv_resnet50.in1k"
+_TENSOR = {"url": "https://github.com/o/r/raw/0123abc/EBV_pkl/eq_8_12.pkl", "sha256": "a" * 64,
+           "size": 500}
+
+
+def _record_with(tensors) -> dict:
+    return {"t.x": {"license": "mit", "source": {
+        "url": "https://github.com/o/r/releases/download/v1/w.pth", "converter": "zoo convert",
+        "tensors": tensors}}}
+
+
+def test_a_tensor_file_entry_parses() -> None:
+    from zoo.registry import parse_file
+
+    rec = parse_file({"weights": _record_with({"basis": _TENSOR})}, "t")["t.x"]
+    assert rec.source.tensors["basis"].sha256 == "a" * 64
+    assert rec.source.tensors["basis"].format == "pickle"
+
+
+@pytest.mark.parametrize("tensors, where", [
+    ({"basis": {**_TENSOR, "md5": "x"}}, ".tensors.basis.md5"),
+    ({"basis": {**_TENSOR, "url": "http://github.com/o/r/raw/x/b.pkl"}}, ".tensors.basis.url"),
+    ({"basis": {**_TENSOR, "url": "https://"}}, ".tensors.basis.url"),
+    ({"basis": {**_TENSOR, "sha256": "A" * 64}}, ".tensors.basis.sha256"),
+    ({"basis": {k: v for k, v in _TENSOR.items() if k != "sha256"}}, ".tensors.basis.sha256"),
+    ({"basis": {k: v for k, v in _TENSOR.items() if k != "size"}}, ".tensors.basis.size"),
+    ({"basis": {**_TENSOR, "size": 0}}, ".tensors.basis.size"),
+    ({"basis": {**_TENSOR, "size": 1 << 41}}, ".tensors.basis.size"),
+    ({"basis": {**_TENSOR, "format": "safetensors"}}, ".tensors.basis.format"),
+    ({"a b": _TENSOR}, ".tensors: .*names must be state-dict keys"),
+    ({"x=y": _TENSOR}, ".tensors: .*names must be state-dict keys"),
+    ({}, ".tensors: .*an empty `tensors` map"),
+    ({"basis": {**_TENSOR, "url": "https://example.org/w.pth"}}, ": .*tensor 'basis' and the checkpoint have the same URL or file name"),
+    ({"a": _TENSOR, "b": {**_TENSOR, "url": _TENSOR["url"] + "?x=1"}}, ": .*tensor 'b' and tensor 'a' have the same URL or file name"),
+])
+def test_a_malformed_tensor_file_entry_is_refused(tensors, where) -> None:
+    from zoo.errors import RegistryError
+    from zoo.registry import parse_file
+
+    with pytest.raises(RegistryError, match=f"weights.t.x.source{where}"):
+        parse_file({"weights": _record_with(tensors)}, "t")
+
+
+def test_ebv_record_pins_its_basis_file() -> None:
+    """What the EBV record's note used to say in prose is data now: the basis file's URL (the
+    repository's EBV_pkl/eq_<dim>_<classes>.pkl), its sha256 and a size that fits the spec's
+    classes x dim float32 basis."""
+    import zoo
+
+    rec = registry().get(EBV)
+    spec = zoo.get_spec(EBV.split(".")[0])
+    basis = rec.source.tensors["basis"]
+    classes, dim = spec.data.num_classes, spec.arch.dim
+    assert set(rec.source.tensors) == {"basis"} and basis.format == "pickle"
+    assert basis.url.endswith(f"/EBV_pkl/eq_{dim}_{classes}.pkl") and len(basis.sha256) == 64
+    assert 4 * classes * dim < basis.size < 4 * classes * dim + 4096  # a pickled float32 tensor
+    assert basis.sha256 not in rec.source.note and basis.url not in rec.source.note
+
+
+def _sd_with_basis() -> tuple[bytes, bytes]:
+    return _blob(seed=7), b"\x80\x04" + hashlib.shake_256(b"basis").digest(1000)
+
+
+def _pin_basis(data: bytes) -> None:
+    rec = registry().get(EBV).model_dump(mode="json", exclude_none=True)
+    rec["source"]["tensors"]["basis"].update(sha256=hashlib.sha256(data).hexdigest(),
+                                             size=len(data))
+    update_file(registry().sources[EBV], EBV, rec)
+
+
+def test_from_dir_tells_a_checkpoint_from_its_tensor_file(sources, registry_copy,
+                                                          tmp_path) -> None:
+    from zoo.weights.fetch import get_tensor_files
+
+    ckpt, basis = _sd_with_basis()
+    _pin_basis(basis)
+    (tmp_path / f"{EBV}.pth").write_bytes(ckpt)
+    (tmp_path / f"{EBV}.basis.pkl").write_bytes(basis)
+    assert get_source(EBV, from_dir=tmp_path).path == tmp_path / f"{EBV}.pth"
+    got = get_tensor_files(EBV, from_dir=tmp_path)
+    assert list(got) == ["basis"] and got["basis"].path == tmp_path / f"{EBV}.basis.pkl"
+    assert got["basis"].pinned and "--from-dir" in got["basis"].how
+    assert sources.requests == []
+    (tmp_path / f"{EBV}.basis.pkl").write_bytes(basis[:-1])  # a truncated copy
+    with pytest.raises(SourceChecksumError, match=f"{EBV}.basis.pkl \\(the 'basis' tensor"):
+        get_tensor_files(EBV, from_dir=tmp_path)
+
+
+def test_a_tensor_file_without_a_direct_download_is_manual(sources, registry_copy,
+                                                           tmp_path) -> None:
+    from zoo.publish.mirror import make_plan
+    from zoo.weights.fetch import fetch_tag
+
+    rec = registry().get(EBV).model_dump(mode="json", exclude_none=True)
+    rec["source"]["tensors"]["basis"]["url"] = "https://1drv.ms/u/s!basis"
+    update_file(registry().sources[EBV], EBV, rec)
+    (step,) = make_plan("example-org", EBV)
+    assert step.action == "manual" and "1drv.ms/u/s!basis by hand" in step.detail
+    assert f"save it as DIR/{EBV}.basis.pkl" in step.detail
+    with pytest.raises(SourceDownloadError, match=f"{EBV} tensor file basis: .* no direct "
+                       f"download .*save it as <folder>/{EBV}.basis.pkl"):
+        fetch_tag(EBV)
+    assert sources.requests == [] and not (sources_dir() / "blobs").exists()
+    (tmp_path / f"{EBV}.basis.pkl").write_bytes(b"\x80")
+    (step,) = make_plan("example-org", EBV, from_dir=tmp_path)
+    assert step.action == "mirror" and f"basis: https://1drv.ms" in step.detail

@@ -88,8 +88,9 @@ class ChecksumMismatchError(WeightsError, ValueError):
 
 
 class SourceChecksumError(ChecksumMismatchError):
-    """An original checkpoint given to ``zoo convert`` is not the published file: its sha256
-    differs from the registry's, or does not start with the prefix its release name carries."""
+    """An original checkpoint (``zoo convert``, ``zoo fetch``, ``zoo mirror``) or one of its
+    source's tensor files is not the published file: its sha256 differs from the registry's, or
+    does not start with the prefix its release name carries.  The message names the file."""
 
     def __init__(self, what: str, expected: str, actual: str, url: str):
         self.expected, self.actual = expected, actual

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from zoo import yamlio
 from zoo.errors import RegistryError, UnknownModelError
@@ -46,16 +46,73 @@ class HubFile(StrictModel):
         "deployable form (integer codes + scales)")
 
 
+HTTPS_URL = r"^https://[A-Za-z0-9.-]+(:[0-9]+)?(/\S*)?$"
+MAX_SOURCE_BYTES = 1 << 40  # no original checkpoint comes near a TiB; a bigger size is a typo
+TENSOR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$"
+
+
+def _url_file_name(url: str) -> str:
+    return url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+
+
+class TensorFile(StrictModel):
+    """An original file that upstream keeps beside its checkpoint: one tensor written with
+    ``pickle.dump(tensor)`` (EBV's basis vectors), added to the checkpoint's state dict under its
+    name before conversion (``zoo convert --tensor NAME=FILE``).  Always pinned: ``zoo fetch`` and
+    ``zoo mirror`` refuse any other file."""
+
+    url: str = Field(pattern=HTTPS_URL, max_length=2000)
+    sha256: str = Field(pattern=SHA256)
+    size: int = Field(gt=0, le=MAX_SOURCE_BYTES, description="bytes of the file")
+    format: Literal["pickle"] = Field("pickle", description="'pickle': one pickled tensor, read "
+                                      "without unpickling anything else")
+
+
 class Source(StrictModel):
     """Provenance: the original checkpoint these weights were converted from."""
 
-    url: str = Field(pattern=r"^https://")
+    url: str = Field(pattern=HTTPS_URL, max_length=2000)
     sha256: str | None = Field(None, pattern=SHA256)
-    size: int | None = Field(None, gt=0, description="bytes of the original file (recorded with "
-                             "its sha256 by `zoo mirror`)")
+    size: int | None = Field(None, gt=0, le=MAX_SOURCE_BYTES,
+                             description="bytes of the original file (recorded with its sha256 "
+                             "by `zoo mirror`)")
     format: Literal["pickle", "safetensors", "tf-checkpoint"] = "pickle"
+    tensors: dict[str, TensorFile] | None = Field(
+        None, description="state-dict entries upstream publishes in files of their own, name -> "
+        "file; downloaded and checked with the checkpoint and handed to its conversion")
     converter: str = Field(description="what converted it, e.g. 'zoo convert (zoo x.y)'")
     note: str | None = None
+
+    @field_validator("tensors")
+    @classmethod
+    def _tensor_names(cls, v: dict[str, TensorFile] | None) -> dict[str, TensorFile] | None:
+        if v is None:
+            return v
+        bad = [k for k in v if len(k) > 200 or not re.match(TENSOR_NAME, k)]
+        if bad:
+            raise ValueError(f"tensor names must be state-dict keys (letters, digits, _ and "
+                             f"dots): {bad}")
+        if not v:
+            raise ValueError("an empty `tensors` map: leave it out")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct_files(self) -> Source:
+        files = [("the checkpoint", self.url),
+                 *((f"tensor {k!r}", t.url) for k, t in (self.tensors or {}).items())]
+        urls: dict[str, str] = {}
+        names: dict[str, str] = {}
+        for what, url in files:
+            name = _url_file_name(url)
+            name = name if "." in name else ""  # a page URL (Drive's .../view) names no file
+            other = urls.get(url) or (names.get(name) if name else None)
+            if other is not None:
+                raise ValueError(f"{what} and {other} have the same URL or file name "
+                                 f"({name or url}); each file of a source needs its own")
+            urls[url] = what
+            if name:
+                names[name] = what
+        return self
 
 
 class Metrics(StrictModel):

@@ -59,8 +59,9 @@ def register(subparsers: Any) -> None:
         "offline too.")
     p.add_argument("name", help="MODEL.TAG (or MODEL for its default tag)")
     p.add_argument("--from-dir", metavar="DIR", default=None,
-                   help="use a file downloaded by hand from DIR (named TAG.<ext> or as in the "
-                   "source URL) instead of downloading")
+                   help="use files downloaded by hand from DIR instead of downloading: the "
+                   "checkpoint named TAG.<ext> or as in the source URL, a tensor file of the "
+                   "source named TAG.NAME.<ext> or as in its URL")
     p.add_argument("--force", action="store_true",
                    help="fetch and convert again even if the tag is converted already")
     p.set_defaults(func=cmd_fetch)
@@ -81,7 +82,8 @@ def register(subparsers: Any) -> None:
                    help="tags processed at once (default 1)")
     p.add_argument("--from-dir", metavar="DIR", default=None,
                    help="folder of originals downloaded by hand (TAG.<ext>, or the URL's file "
-                   "name); needed for hosts without a direct download (SharePoint, Baidu)")
+                   "name; a source's tensor files TAG.NAME.<ext> or their URL's file name); "
+                   "needed for hosts without a direct download (SharePoint, Baidu)")
     p.set_defaults(func=cmd_mirror)
 
     p = subparsers.add_parser(
@@ -159,6 +161,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     src = fetched.source
     print(f"{full}: original checkpoint via {src.how}; {src.size:,} bytes, sha256 {src.sha256}")
     print(f"  sha256 {src.pin_note()}")
+    for name, file in fetched.tensors.items():
+        print(f"  tensor file {name} via {file.how}; {file.size:,} bytes, sha256 {file.sha256} "
+              f"{file.pin_note()}")
     print(f"  converted in a separate process (weights_only loading): {fetched.report}")
     print(f"  -> {fetched.path}")
     print(f"zoo.create({full!r}, pretrained=True) now loads it, offline too.")

@@ -5,11 +5,12 @@ For each registry record with a source and no Hub file (matching PATTERN):
 
 1. the original is downloaded from its host, or taken from ``--from-dir`` (hosts without a direct
    download: SharePoint/OneDrive, Baidu); its sha256 is checked where the registry pins one and
-   recorded with its size (:func:`zoo.weights.fetch.get_source`);
-2. it is converted in a separate process with ``weights_only`` loading (``zoo convert --check``:
-   strict load, forward pass compared), and the folder is checked again here: config and tensors
-   name the tag, the model loads strictly from the safetensors file alone and its forward pass is
-   finite;
+   recorded with its size (:func:`zoo.weights.fetch.get_source`); the source's tensor files
+   (``source.tensors``) likewise, against their pinned sha256 and size;
+2. it is converted (with its tensor files) in a separate process with ``weights_only``
+   loading (``zoo convert --check``: strict load, forward pass compared), and the folder is
+   checked again here: config and tensors name the tag, the model loads strictly from the
+   safetensors file alone and its forward pass is finite;
 3. the folder -- ``model.safetensors``, ``config.json`` with the full spec, a model card with the
    published metric, citation, licence and provenance -- is pushed in one commit to
    ``ORG/<model>.<tag>`` (one repo per tag, as timm does), unless that repo's head already holds
@@ -43,12 +44,11 @@ from zoo.registry import WeightsRecord, registry, update_file
 from zoo.version import __version__
 from zoo.weights.cache import sha256_file
 from zoo.weights.card import model_card
-from zoo.weights.fetch import (SourceFile, check_folder, convert_in_subprocess, find_in_dir,
-                               get_source, manual_name_hint)
+from zoo.weights.fetch import (SourceFile, Wanted, check_folder, convert_in_subprocess,
+                               find_in_dir, get_source, get_tensor_files, wanted_files)
 from zoo.weights.folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, read_config
 from zoo.weights.hub import network_errors
 from zoo.weights.refs import check_repo_id
-from zoo.weights.sources import plan_source
 
 KIND_WORDS = {"gdrive": "google-drive", "github": "github-release", "zenodo": "zenodo",
               "dropbox": "dropbox", "hub": "hf-hub-file", "direct": "https"}
@@ -107,24 +107,44 @@ def make_plan(org: str, patterns: str | Sequence[str] = "*", *,
                 steps.append(Step(tag, "hub-record", "skip", rec.hub.repo_id,
                                   f"has a Hub file already ({rec.hub.repo_id})"))
             continue
-        plan = plan_source(rec.source.url)
-        given = find_in_dir(Path(from_dir), tag, plan) if from_dir is not None else None
+        main, *extras = wanted_files(tag, rec)
+        plan = main.plan
+        given = _from_dir(main, from_dir)
         host = KIND_WORDS[plan.kind] if plan.downloadable else \
             ".".join((urlsplit(rec.source.url).hostname or "?").split(".")[-2:])
-        if given is not None:
-            steps.append(Step(tag, host, "mirror", repo, f"from --from-dir ({given.name})"))
-        elif not plan.downloadable:
+        missing = next((w for w in [main, *extras]
+                        if not w.plan.downloadable and _from_dir(w, from_dir) is None), None)
+        if missing is not None:
             steps.append(Step(tag, host, "manual", repo,
-                              f"{plan.reason}: download {rec.source.url} by hand, save it as "
-                              f"DIR/{manual_name_hint(tag, plan)}, rerun with --from-dir DIR"))
+                              f"{missing.plan.reason}: download {missing.url} by hand, save it "
+                              f"as DIR/{missing.hint()}, rerun with --from-dir DIR"))
+            continue
+        tensors = "".join(f"; tensor file {_extra_detail(w, from_dir)}" for w in extras)
+        if given is not None:
+            steps.append(Step(tag, host, "mirror", repo,
+                              f"from --from-dir ({given.name}){tensors}"))
         else:
             pin = ("sha256 pinned" if rec.source.sha256 else
                    "file-name hash prefix" if _prefix(rec) else "sha256 to record")
             shared = sharing[rec.source.url] - 1
             also = f" (one download for {shared + 1} tags)" if shared else ""
             steps.append(Step(tag, host, "mirror", repo,
-                              f"download{also}, {pin}, convert, push"))
+                              f"download{also}, {pin}{tensors}, convert, push"))
     return steps
+
+
+def _from_dir(wanted: Wanted, from_dir: str | Path | None) -> Path | None:
+    return (find_in_dir(Path(from_dir), wanted.stem, wanted.plan, skip=wanted.skip)
+            if from_dir is not None else None)
+
+
+def _extra_detail(wanted: Wanted, from_dir: str | Path | None) -> str:
+    """A tensor file in the plan: 'basis: eq_1000_1000.pkl (download, sha256 pinned)'."""
+    given = _from_dir(wanted, from_dir)
+    file = wanted.plan.filename or wanted.url
+    how = f"from --from-dir ({given.name})" if given is not None else \
+        f"download from {KIND_WORDS[wanted.plan.kind]}, sha256 pinned"
+    return f"{wanted.name}: {file} ({how})"
 
 
 def _prefix(rec: WeightsRecord) -> bool:
@@ -185,7 +205,7 @@ def check_forward(folder: Path, tag: str) -> None:
 
 
 def write_card(folder: Path, tag: str, repo_id: str, record: WeightsRecord,
-               source: SourceFile) -> None:
+               source: SourceFile, tensors: dict[str, SourceFile] | None = None) -> None:
     """Replace the folder's card with the mirror's: published metric, citation, licence,
     provenance (source URL, hash, size, how it was converted)."""
     model_name = tag.rsplit(".", 1)[0]
@@ -198,6 +218,9 @@ def write_card(folder: Path, tag: str, repo_id: str, record: WeightsRecord,
     provenance = {"zoo tag": tag, "original checkpoint": record.source.url,
                   "original sha256": source.sha256, "original size (bytes)": source.size,
                   "original format": record.source.format,
+                  **({"original tensor files": "; ".join(
+                      f"{name}: {(record.source.tensors or {})[name].url} (sha256 {f.sha256}, "
+                      f"{f.size} bytes)" for name, f in tensors.items())} if tensors else {}),
                   "conversion": f"zoo mirror (zoo {__version__}): `zoo convert` in a separate "
                                 "process (torch.load weights_only), strict load and forward "
                                 "pass checked",
@@ -292,15 +315,17 @@ def mirror_tag(tag: str, org: str, *, from_dir: str | Path | None = None,
     """Download, convert (separate process), check, push and record one tag."""
     repo_id = repo_for(org, tag)
     record = registry().get(tag)
+    tensors = get_tensor_files(tag, from_dir=from_dir, progress=progress)  # small, pinned
     source = get_source(tag, from_dir=from_dir, progress=progress)
     work = zoo_cache_dir() / "mirror"
     work.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{tag}-", dir=work))
     try:
-        convert_in_subprocess(tag, source.path, staged)
+        convert_in_subprocess(tag, source.path, staged,
+                              tensors={n: f.path for n, f in tensors.items()})
         sha256 = check_folder(staged, tag)
         check_forward(staged, tag)
-        write_card(staged, tag, repo_id, record, source)
+        write_card(staged, tag, repo_id, record, source, tensors)
         size = (staged / WEIGHTS_NAME).stat().st_size
         commit, pushed = push_folder(staged, repo_id, sha256, size, tag)
     finally:
@@ -309,8 +334,9 @@ def mirror_tag(tag: str, org: str, *, from_dir: str | Path | None = None,
     path = registry().sources[tag]
     update_file(path, tag, new)
     how = "pushed" if pushed else "already on the Hub"
+    extra = "".join(f"; tensor file {n} {f.sha256[:12]}... ({f.how})" for n, f in tensors.items())
     return Outcome(tag, "mirrored", f"{repo_id}@{commit[:12]}",
-                   f"{how}; source {source.sha256[:12]}... {source.size} B ({source.how}); "
+                   f"{how}; source {source.sha256[:12]}... {source.size} B ({source.how}){extra}; "
                    f"{path.name} updated")
 
 

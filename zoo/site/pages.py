@@ -15,6 +15,7 @@ from zoo.site.html import Raw, el, join
 from zoo.site.plots import Axis, Point, Scatter, family_colours, fmt_m, legend
 
 if TYPE_CHECKING:
+    from zoo.registry import WeightsRecord
     from zoo.site.exports import ExportMatrix
 
 SHORT_AVAILABILITY = {"hub": "Hub file", "convertible": "convertible", "none": "none"}
@@ -350,6 +351,12 @@ def _weights(r: ModelRow) -> Raw:
     return join(*blocks)
 
 
+def _tensor_options(rec: WeightsRecord) -> str:
+    """`zoo convert`'s ``--tensor NAME=FILE`` options for a source's tensor files."""
+    return "".join(f" --tensor {name}={t.url.rstrip('/').rsplit('/', 1)[-1]}"
+                   for name, t in sorted((rec.source.tensors or {}).items()))
+
+
 def usage(r: ModelRow) -> tuple[str, str, str]:
     """(Python with zoo, shell, Python with timm) snippets for this model."""
     hub = [t for t, rec in r.weights if rec.pretrained]
@@ -360,8 +367,10 @@ def usage(r: ModelRow) -> tuple[str, str, str]:
         tag = hub[0]
     elif conv:
         tag, rec = conv[0]
+        apart = _tensor_options(rec)
         lines += [f"# first download {rec.source.url}",
-                  f"# and convert it once: zoo convert {tag} FILE",
+                  *(f"# and {t.url}" for _, t in sorted((rec.source.tensors or {}).items())),
+                  f"# and convert it once: zoo convert {tag} FILE{apart}",
                   f'model = zoo.create("{tag}", pretrained=True)']
     else:
         tag = None
@@ -370,7 +379,8 @@ def usage(r: ModelRow) -> tuple[str, str, str]:
               f'spec = zoo.get_spec("{r.name}")']
     shell = [f"zoo info {r.name}", f"zoo demo {r.name}" + (" --pretrained" if tag else "")]
     if conv:
-        shell.insert(0, f"zoo convert {conv[0][0]} FILE   # the downloaded original checkpoint")
+        shell.insert(0, f"zoo convert {conv[0][0]} FILE{_tensor_options(conv[0][1])}   # the "
+                     "downloaded original checkpoint")
     target = tag or r.name
     timm_lines = ["import timm", "import zoo  # registers zoo's models in timm", "",
                   f'model = timm.create_model("{target}", pretrained={bool(tag)})'
