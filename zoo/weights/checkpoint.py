@@ -67,7 +67,8 @@ def load_original_checkpoint(path: str | Path, *, extra_safe_globals: Iterable[A
         path: a ``torch.save`` file (zip or legacy pickle) or a ``.safetensors`` file.
         extra_safe_globals: further classes/functions to allow in the pickle; only pass types
             whose construction cannot run code (plain data classes), and only if you trust them.
-        use_ema: take the EMA weights (``model_ema``/``state_dict_ema``) when the file has them.
+        use_ema: take the EMA weights (``model_ema``/``state_dict_ema``/``ema``); a file without
+            them is an error (never the raw weights in their place).
 
     Returns:
         ``{name: tensor}``, unwrapped from ``{"state_dict": ...}``, ``{"model": ...}``,
@@ -222,7 +223,7 @@ def _unwrap(obj: Any, path: Path, use_ema: bool) -> dict[str, "torch.Tensor"]:
     import torch
 
     if isinstance(obj, Mapping):
-        keys = (*EMA_KEYS, *WRAPPER_KEYS) if use_ema else WRAPPER_KEYS
+        keys = EMA_KEYS if use_ema else WRAPPER_KEYS
         for key in keys:
             inner = obj.get(key)
             if _is_state_dict(inner):
@@ -231,7 +232,8 @@ def _unwrap(obj: Any, path: Path, use_ema: bool) -> dict[str, "torch.Tensor"]:
         else:
             if use_ema:
                 raise CheckpointError(f"{path}: use_ema=True but no EMA weights "
-                                      f"({', '.join(EMA_KEYS)}) in the checkpoint")
+                                      f"({', '.join(EMA_KEYS)}) in the checkpoint; drop "
+                                      "--use-ema to convert its raw weights")
     if not _is_state_dict(obj):
         top = sorted(map(str, obj))[:10] if isinstance(obj, Mapping) else type(obj).__name__
         raise CheckpointError(f"{path}: no state dict found (top level: {top}); expected tensors "
