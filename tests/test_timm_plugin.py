@@ -18,6 +18,31 @@ from tests.hubfixtures import safetensors_bytes
 from zoo import timm_plugin
 
 
+@pytest.fixture(autouse=True)
+def _registration_replayed_under_mutmut():
+    """zoo registers its models in timm once, when timm is imported.  Under mutation testing
+    (mutmut sets MUTANT_UNDER_TEST in the process that runs the tests) that import happened
+    before any mutant was switched on, so the registration is replayed here, per test: a mutant
+    of the plug-in's registration code is then what these tests see (docs/testing.md)."""
+    import os
+    import warnings
+
+    if "MUTANT_UNDER_TEST" in os.environ:
+        import timm.models._factory as factory
+        from timm.models import _registry
+
+        for name in list(timm_plugin._registered):
+            _registry._model_entrypoints.pop(name, None)
+        timm_plugin._registered.clear()
+        timm_plugin.skipped.clear()
+        loader = factory.load_model_config_from_hf
+        factory.load_model_config_from_hf = getattr(loader, "_zoo_original", loader)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # timm: "Overwriting ... in registry"
+            timm_plugin.install()
+    yield
+
+
 def _run(code: str) -> str:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

@@ -230,6 +230,7 @@ def _install_hub_loader() -> None:
         return cfg, name, {}
 
     setattr(load_model_config_from_hf, "_zoo_wrapped", True)
+    setattr(load_model_config_from_hf, "_zoo_original", original)
     setattr(factory, "load_model_config_from_hf", load_model_config_from_hf)
 
 
