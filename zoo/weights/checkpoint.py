@@ -91,7 +91,7 @@ def load_original_checkpoint(path: str | Path, *, extra_safe_globals: Iterable[A
         from zoo.weights.reader import load_safetensors
 
         try:
-            tensors, _ = load_safetensors(path, str(path))
+            tensors, _ = load_safetensors(path, "original checkpoint")
         except Exception as e:  # CorruptWeightsError -> the conversion's error type
             raise CheckpointError(str(e)) from None
         return tensors
@@ -122,6 +122,9 @@ def _storage_from_bytes(data: bytes) -> Any:
     return _torch_load(io.BytesIO(data))
 
 
+_REFUSED = "it needs the global"
+
+
 class _TensorUnpickler(pickle.Unpickler):
     """Unpickles ``pickle.dump(tensor)`` files and nothing else: the only globals it resolves
     rebuild one tensor from its storage bytes (read by ``weights_only`` loading)."""
@@ -137,7 +140,7 @@ class _TensorUnpickler(pickle.Unpickler):
         try:
             return allowed[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"it needs the global `{module}.{name}`, which is not "
+            raise pickle.UnpicklingError(f"{_REFUSED} `{module}.{name}`, which is not "
                                          "plain data") from None
 
 
@@ -154,7 +157,9 @@ def load_pickled_tensor(path: str | Path) -> "torch.Tensor":
         with path.open("rb") as f:
             obj = _TensorUnpickler(f).load()
     except pickle.UnpicklingError as e:
-        raise CheckpointError(_unsafe_message(path, str(e))) from None
+        if str(e).startswith(_REFUSED):
+            raise CheckpointError(_unsafe_message(path, str(e))) from None
+        raise CheckpointError(f"{path}: not a pickled tensor ({_first_line(str(e))})") from None
     except (EOFError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as e:
         raise CheckpointError(f"{path}: not a pickled tensor ({type(e).__name__}: "
                               f"{_first_line(str(e))})") from None
