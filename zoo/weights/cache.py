@@ -35,6 +35,13 @@ def _stamp_path(blob: Path) -> Path:
     return blob.with_name(blob.name + _STAMP)
 
 
+def _read_stamp(stamp: Path) -> str | None:
+    try:
+        return stamp.read_text()
+    except (OSError, UnicodeDecodeError):  # none, or not a file zoo wrote: re-hash
+        return None
+
+
 def verify_file(path: Path, sha256: str, size: int | None, what: str, *,
                 trust_stamp: bool = True) -> None:
     """Check ``path`` against the expected size and sha256; remove it on mismatch.
@@ -46,7 +53,7 @@ def verify_file(path: Path, sha256: str, size: int | None, what: str, *,
     st = blob.stat()
     stamp = _stamp_path(blob)
     token = f"{sha256} {st.st_size} {st.st_mtime_ns}"
-    if trust_stamp and stamp.exists() and stamp.read_text() == token:
+    if trust_stamp and _read_stamp(stamp) == token:
         return
     actual = sha256_file(blob)
     wrong_size = size is not None and st.st_size != size
