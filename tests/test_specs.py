@@ -315,3 +315,60 @@ def test_probability_field_of_a_family_spec(value: float, ok: bool) -> None:
         with pytest.raises(SpecError) as info:
             spec.with_overrides(drop_rate=value)
         assert any(p.startswith("arch.drop_rate") for p in info.value.problems)
+
+
+# -- spec documents: every malformed shape is named, with its source -----------------------------
+
+def test_a_single_spec_document_is_one_model() -> None:
+    cat = Catalog()
+    assert cat.add_document({"name": "one", **SIMPLE}, "one.yaml") == ["one"]
+    assert "name" not in cat.entries["one"].raw and cat.spec("one").name == "one"
+
+
+@pytest.mark.parametrize("doc, message", [
+    ("text", "a spec file must be a mapping with a `models:` mapping (and optionally `defaults:`)"),
+    ({"defaults": {}}, "a spec file must be a mapping with a `models:` mapping (and optionally "
+                       "`defaults:`)"),
+    ({"models": {}}, "`defaults` must be a mapping and `models` a non-empty mapping"),
+    ({"models": ["a"]}, "`defaults` must be a mapping and `models` a non-empty mapping"),
+    ({"defaults": [1], "models": {"a": SIMPLE}},
+     "`defaults` must be a mapping and `models` a non-empty mapping"),
+    ({"models": {"a": SIMPLE}, "extra": 1}, "unknown top-level key(s) ['extra']; allowed: "
+                                            "['defaults', 'models']"),
+])
+def test_malformed_documents(doc, message: str) -> None:
+    with pytest.raises(SpecError) as err:
+        Catalog().add_document(doc, "f.yaml")
+    assert str(err.value) == f"{message} (in f.yaml)"
+    assert err.value.source == "f.yaml"
+
+
+def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("models: [unclosed\n")
+    with pytest.raises(SpecError) as err:
+        Catalog().add_file(path)
+    assert err.value.source == str(path) and str(err.value).endswith(f"(in {path})")
+    path.write_text(textwrap.dedent("""\
+        models:
+          good_one:
+            family: simplenet
+        """))
+    cat = Catalog()
+    assert cat.add_file(path) == ["good_one"] and cat.entries["good_one"].source == str(path)
+
+
+def test_file_schema_shapes_beyond_the_shipped_files() -> None:
+    """The file-level JSON schema refuses what the loader refuses: a document that is not a
+    mapping, `models` empty or not a mapping, a malformed `extends`; `kind` is checked."""
+    import jsonschema
+
+    from zoo.catalog import json_schema
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    for bad in ("text", {"models": {}}, {"models": ["a"]},
+                {"models": {"a": {"extends": "Bad-Name"}}}, {"models": {"a": {"extends": 3}}}):
+        assert list(validator.iter_errors(bad)), bad
+    assert not list(validator.iter_errors({"models": {"a": {"extends": "b"}}}))
+    with pytest.raises(ValueError, match="kind must be 'file' or 'entry', got 'files'"):
+        json_schema("files")
