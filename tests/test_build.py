@@ -175,3 +175,20 @@ def test_weights_takes_a_registry_tag(publish, weights: str) -> None:
     assert all(torch.equal(loaded[k], v) for k, v in source.state_dict().items())
     assert model.pretrained_cfg["tag"] == "hubtest"
     assert model.pretrained_cfg["hf_hub_revision"] == record.hub.revision
+
+
+def test_materialize_initializes_what_was_built_on_meta() -> None:
+    import torch
+    from torch import nn
+
+    from zoo.loading import materialize
+
+    with torch.device("meta"):
+        head = nn.Sequential(nn.Linear(64, 10), nn.BatchNorm1d(10))
+    materialize(head)
+    lin, bn = head
+    bound = 1 / 64 ** 0.5  # nn.Linear.reset_parameters: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    assert lin.weight.device.type == "cpu" and lin.weight.abs().max() <= bound
+    assert lin.weight.std() > bound / 4
+    assert torch.equal(bn.weight, torch.ones(10)) and torch.equal(bn.running_var, torch.ones(10))
+    assert torch.equal(bn.running_mean, torch.zeros(10))

@@ -372,3 +372,15 @@ def test_file_schema_shapes_beyond_the_shipped_files() -> None:
     assert not list(validator.iter_errors({"models": {"a": {"extends": "b"}}}))
     with pytest.raises(ValueError, match="kind must be 'file' or 'entry', got 'files'"):
         json_schema("files")
+
+
+def test_overrides_are_validated_as_overrides_with_the_specs_context() -> None:
+    """``zoo.create``'s overrides: a bad value is named as coming from the overrides, and a
+    spec that looks others up (a BigNAS child's supernet) keeps its catalog context."""
+    name = zoo.list_models(family="simplenet")[0]
+    with pytest.raises(SpecError) as err:
+        zoo.get_spec(name).with_overrides(num_classes=-1)
+    assert err.value.source == "overrides" and f"(in overrides, model '{name}')" in str(err.value)
+    child = next(n for n in zoo.list_models(family="bignas") if zoo.get_spec(n).arch.supernet)
+    assert zoo.get_spec(child).with_overrides(num_classes=10).data.num_classes == 10
+
