@@ -445,3 +445,30 @@ def test_safetensors_with_the_victims_name_stays_out(sandbox, hub) -> None:
     with pytest.raises(CorruptWeightsError, match="tag"):
         zoo.create(NAME, weights="hf-hub:org/tagged")
     check()
+
+
+@pytest.mark.parametrize("reference, message", [
+    ("org/repo", "not a Hub reference: 'org/repo' (use hf-hub:org/repo[@revision])"),
+    ("hf-hub:", "malformed weights reference 'hf-hub:': use hf-hub:org/repo[@revision]"),
+    ("hf-hub:@main", "malformed weights reference 'hf-hub:@main': use hf-hub:org/repo[@revision]"),
+    ("hf-hub:org/..", "invalid Hub repo id in 'hf-hub:org/..' 'org/..': use org/name (letters, "
+                      "digits, '-', '_', '.'; no '..' or '--'; at most 96 characters each)"),
+    ("hf-hub:org/r@a..b", "invalid Hub revision in 'hf-hub:org/r@a..b' 'a..b': use a full commit "
+                          "hash (40 hex digits) or a branch/tag name such as main, v1.0 or "
+                          "refs/pr/1 (no '..', no empty or dot-only path segments)"),
+])
+def test_reference_errors_say_what_and_how_word_for_word(reference: str, message: str) -> None:
+    with pytest.raises(WeightsError) as err:
+        parse_hub_reference(reference)
+    assert str(err.value) == message
+
+
+def test_long_values_are_shown_cut() -> None:
+    from zoo.weights.refs import _show
+
+    assert _show("a" * 118) == repr("a" * 118)  # 120 characters with the quotes: whole
+    assert _show("a" * 119) == repr("a" * 119)[:120] + "..."
+    assert _show("x", limit=3) == "'x'" and _show("xy", limit=3) == "'xy"[:3] + "..."
+    with pytest.raises(WeightsError) as err:
+        parse_hub_reference("hf-hub:org/" + "r" * 200)
+    assert ("'hf-hub:org/" + "r" * 108 + "...") in str(err.value)
