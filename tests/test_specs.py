@@ -384,3 +384,90 @@ def test_overrides_are_validated_as_overrides_with_the_specs_context() -> None:
     child = next(n for n in zoo.list_models(family="bignas") if zoo.get_spec(n).arch.supernet)
     assert zoo.get_spec(child).with_overrides(num_classes=10).data.num_classes == 10
 
+
+
+# -- error messages: what is wrong, where, and the offending value ---------------------------------
+
+def test_validate_spec_shapes_word_for_word() -> None:
+    from zoo.catalog import validate_spec
+    from zoo.families import family_names
+
+    with pytest.raises(SpecError) as err:
+        validate_spec(["x"], source="s.yaml")
+    assert str(err.value) == "a spec must be a mapping, not list (in s.yaml)"
+    with pytest.raises(SpecError) as err:
+        validate_spec({"name": "m", "family": "nope"}, source="s.yaml")
+    assert str(err.value) == (f"unknown family 'nope'; known families: {', '.join(family_names())} "
+                              "(in s.yaml, model 'm')")
+    with pytest.raises(SpecError) as err:
+        validate_spec({**SIMPLE, "name": "m", "data": {"crop_pct": "big"}}, source="s.yaml")
+    assert str(err.value).startswith("invalid spec (in s.yaml, model 'm')\n  - ")
+    assert "  - data.crop_pct: Input should be a valid number, unable to parse string as a number (got 'big')" \
+        in str(err.value)
+
+
+def test_problem_lines_show_scalars_not_containers_or_missing() -> None:
+    from pydantic import ValidationError
+
+    from zoo.spec import StrictModel, validation_problems
+
+    class Inner(StrictModel):
+        a: int
+
+    class Outer(StrictModel):
+        inner: Inner
+        b: int
+
+    with pytest.raises(ValidationError) as err:
+        Outer.model_validate({"inner": {"a": "x"}, "c": 5})
+    assert validation_problems(err.value) == [
+        "inner.a: Input should be a valid integer, unable to parse string as an integer (got 'x')",
+        "b: Field required",
+        "c: Extra inputs are not permitted (got 5)"]
+    with pytest.raises(ValidationError) as err:
+        Outer.model_validate([1, 2])
+    assert validation_problems(err.value) == [
+        "<root>: Input should be a valid dictionary or instance of Outer"]
+    with pytest.raises(ValidationError) as err:
+        Outer.model_validate({"inner": [1], "b": 1})
+    assert validation_problems(err.value) == [
+        "inner: Input should be a valid dictionary or instance of Inner"]
+
+
+def test_short_repr_bounds_and_huge_ints() -> None:
+    from zoo.spec import short_repr
+
+    assert short_repr("a" * 198) == repr("a" * 198)
+    assert short_repr("a" * 199) == repr("a" * 199)[:200] + "..."
+    assert short_repr(10 ** 5000) == "<int of 16610 bits>"
+
+    class NoRepr:
+        def __repr__(self):
+            raise ValueError("no")
+
+    assert short_repr(NoRepr()) == "<NoRepr>"
+
+
+def test_extends_errors_word_for_word() -> None:
+    cat = Catalog()
+    cat.add_document({"models": {"a": {**SIMPLE, "extends": "b"}, "b": {**SIMPLE, "extends": "a"},
+                                 "c": {**SIMPLE, "extends": 3}, "d": {**SIMPLE, "extends": "bb"}}},
+                     "e.yaml")
+    with pytest.raises(SpecError) as err:
+        cat.resolve("a")
+    assert str(err.value) == "`extends` cycle: a -> b -> a (in e.yaml, model 'a')"
+    with pytest.raises(SpecError) as err:
+        cat.resolve("c")
+    assert str(err.value) == "`extends` must name a model (a string), not int (in e.yaml, model 'c')"
+    with pytest.raises(SpecError) as err:
+        cat.resolve("d")
+    assert str(err.value).startswith("`extends: bb` names an unknown model (in e.yaml, model 'd')\n  - ")
+    assert err.value.problems == ["unknown model 'bb'. Did you mean: b?"]
+
+
+def test_extends_takes_fields_not_the_base_name() -> None:
+    cat = Catalog()
+    cat.add_document({"models": {"base": {**SIMPLE, "description": "base one"},
+                                 "child": {"extends": "base"}}}, "e.yaml")
+    child = cat.resolve("child")
+    assert child["name"] == "child" and child["description"] == "base one" and "extends" not in child
