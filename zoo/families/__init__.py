@@ -63,6 +63,19 @@ class Family:
         return self.hooks.build(spec)
 
     def convert(self, spec: SpecBase, state_dict: StateDict) -> StateDict:
+        """The family's converter, on a flat ``{name: tensor}`` state dict (a training
+        checkpoint's wrapper -- ``{"state_dict": ..., "epoch": ...}`` -- is refused here, for every
+        family, naming the entries)."""
+        import torch
+
+        from zoo.errors import CheckpointError
+
+        bad = sorted(str(k) for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
+        if bad:
+            raise CheckpointError(f"{spec.name}: checkpoint entries {bad[:5]} are not tensors; "
+                                  "pass the model's state dict "
+                                  "(zoo.weights.checkpoint.load_original_checkpoint unwraps "
+                                  "training checkpoints)")
         return self.hooks.convert(spec, dict(state_dict))
 
     # -- optional hooks ----------------------------------------------------------------------

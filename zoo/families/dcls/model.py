@@ -263,11 +263,6 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     prefix is stripped) -> this module's layout.  The per-block copies of a stage's positions
     (``stages.i.j.dwconv.P``) must be equal and become ``stages.i.positions``; unknown keys raise
     :class:`CheckpointError`."""
-    bad = sorted(k for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
-    if bad:
-        raise CheckpointError(f"{spec.name}: checkpoint entries {bad[:5]} are not tensors; pass "
-                              "the model's state dict (zoo.checkpoint.load_original_checkpoint "
-                              "unwraps the released files' 'model' entry)")
     depths = spec.arch.depths
     out: dict[str, Tensor] = {}
     positions: dict[int, dict[int, Tensor]] = {}

@@ -104,11 +104,6 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     cls_KD-style distiller wrapping one) -> zoo: the backbone through the shared mm -> timm
     mapping of ``arch.checkpoint_layout.backbone``, ``head.fc.weight`` -> ``head.weight``."""
     what = spec.name
-    bad = sorted(k for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
-    if bad:
-        raise CheckpointError(f"{what}: checkpoint entries {bad[:5]} are not tensors; pass the "
-                              "model's state dict (zoo.weights.checkpoint.load_original_checkpoint "
-                              "unwraps mmpretrain's {'meta', 'state_dict'} files)")
     backbone, head = mm_layout.split(state_dict, what)
     out = {PREFIX + k: v for k, v in
            mm_layout.backbone_to_timm(spec.arch.checkpoint_layout.backbone, backbone,

@@ -274,11 +274,6 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     release checkpoint, already unwrapped) -> zoo.  The key layouts are the same; a
     DataParallel ``module.`` prefix is stripped.  Raises :class:`CheckpointError` for a
     checkpoint that is not a KAT (e.g. a plain ViT without rational coefficients)."""
-    bad = sorted(k for k, v in state_dict.items() if not isinstance(v, Tensor))
-    if bad:
-        raise CheckpointError(f"{spec.name}: checkpoint entries {bad[:5]} are not tensors; pass "
-                              "the model's state dict (zoo.checkpoint.load_original_checkpoint "
-                              "unwraps training checkpoints)")
     out = {k.removeprefix("module."): v for k, v in state_dict.items()}
     has_kan = any(k.endswith("mlp.act1.weight_numerator") for k in out)
     if not has_kan and any(".mlp.fc1." in k for k in out):

@@ -12,14 +12,12 @@ checkpoints load as they are) and a zoo model.
 from functools import partial
 from typing import Dict
 
-import torch
 from timm.layers import get_act_layer
 from timm.models._efficientnet_builder import decode_arch_def, round_channels
 from timm.models.efficientnet import EfficientNet
 from torch import Tensor, nn
 
 from zoo.families.contract import FamilyHooks
-from zoo.errors import CheckpointError
 from zoo.model import ZooModel
 
 from .schema import Arch
@@ -50,10 +48,6 @@ def build(spec) -> SinglePathNAS:
 def convert(spec, state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     """timm ``spnasnet_100`` checkpoint -> zoo: the layouts are identical; a DataParallel
     ``module.`` prefix is stripped."""
-    bad = sorted(k for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
-    if bad:
-        raise CheckpointError(f"{spec.name}: checkpoint entries {bad[:5]} are not tensors; pass "
-                              "the model's state dict")
     return {k.removeprefix("module."): v for k, v in state_dict.items()}
 
 

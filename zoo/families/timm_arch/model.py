@@ -77,11 +77,6 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     layout: maps ``backbone.*``/``head.*`` to the timm keys (a cls_KD distiller checkpoint is
     reduced to its ``student.`` entries first).  Per-stage aliases (``arch.stage_alias``) are
     folded onto timm's keys."""
-    bad = sorted(k for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
-    if bad:
-        raise CheckpointError(f"{spec.name}: checkpoint entries {bad[:5]} are not tensors; pass "
-                              "the model's state dict (zoo.weights.checkpoint.load_original_checkpoint "
-                              "unwraps training checkpoints)")
     layout = spec.arch.checkpoint_layout
     if layout != "timm":
         classifier = spec.data.classifiers[0].removeprefix(PREFIX)
