@@ -42,11 +42,12 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
+from zoo.testing.server import LoopbackServer
+
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".onnx", ".msgpack",
                 ".npz", ".pkl", ".gguf", ".tar", ".zip")
 LFS_MIN_SIZE = 10 * 1024 * 1024
@@ -138,7 +139,7 @@ class HubError(Exception):
         self.headers, self.body = headers or {}, body or {}
 
 
-class HubEmulator:
+class HubEmulator(LoopbackServer):
     """A Hub-compatible HTTP server on loopback with repos, commits and fault injection.
 
     Args:
@@ -148,71 +149,31 @@ class HubEmulator:
         max_log: number of requests kept in :attr:`requests`.
     """
 
+    thread_name = "zoo-hub-emulator"
+
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
                  max_body: int = 256 * 1024 * 1024, max_log: int = 10_000) -> None:
-        if host not in LOOPBACK:
-            raise ValueError(f"HubEmulator binds to loopback only, not {host!r}")
-        self.host, self.port = host, port
+        super().__init__(host=host, port=port)
         self.max_body = max_body
         self._lock = threading.RLock()
         self._repos: dict[str, _Repo] = {}
         self._faults: list[_Fault] = []
         self._log: collections.deque[LoggedRequest] = collections.deque(maxlen=max_log)
         self._counter = itertools.count()
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
     def endpoint(self) -> str:
         """Base URL to put in ``HF_ENDPOINT``."""
-        if self._server is None:
-            raise RuntimeError("the emulator is not running; call start()")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._server.server_address[1]}"
+        return self._url
 
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    def start(self) -> "HubEmulator":
-        if self._server is not None:
-            return self
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         emulator = self
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            block_on_close = False  # a delayed handler must not keep stop() waiting
-            address_family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
 
         class Handler(_Handler):
             hub = emulator
 
-        self._stopping.clear()
-        self._server = Server((self.host, self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        name="zoo-hub-emulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; later connections are refused (the port is released)."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> "HubEmulator":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return Handler
 
     # -- content -------------------------------------------------------------------------------
     def create_repo(self, repo_id: str, *, private: bool = False, exist_ok: bool = True) -> None:

@@ -33,11 +33,12 @@ import itertools
 import socket
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
+from zoo.testing.server import LoopbackServer
+
 DRIVE = "drive.google.com"
 DRIVE_CONTENT = "drive.usercontent.google.com"
 GITHUB, GITHUB_OBJECTS = "github.com", "objects.githubusercontent.com"
@@ -96,67 +97,32 @@ def _key(url: str) -> tuple[str, str]:
     return host, parts.path
 
 
-class SourceEmulator:
+class SourceEmulator(LoopbackServer):
     """Original-checkpoint hosts on loopback (see the module doc)."""
 
+    thread_name = "zoo-source-emulator"
+
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        if host not in LOOPBACK:
-            raise ValueError(f"SourceEmulator binds to loopback only, not {host!r}")
-        self.host, self.port = host, port
+        super().__init__(host=host, port=port)
         self._files: dict[tuple[str, str], _File] = {}
         self._objects: dict[str, tuple[str, str]] = {}  # objects path -> file key
         self._faults: list[_Fault] = []
         self._log: list[SourceRequest] = []
         self._lock = threading.RLock()
         self._counter = itertools.count(1)
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
     def base(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the emulator is not running; call start()")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._server.server_address[1]}"
+        return self._url
 
-    def start(self) -> "SourceEmulator":
-        if self._server is not None:
-            return self
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         emulator = self
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            block_on_close = False
-            address_family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
 
         class Handler(_Handler):
             hosts = emulator
 
-        self._stopping.clear()
-        self._server = Server((self.host, self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True,
-                                        name="zoo-source-emulator")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> "SourceEmulator":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return Handler
 
     def rewrite_setting(self) -> str:
         """The ``ZOO_SOURCE_REWRITE`` value that sends every https host here (the emulator
