@@ -471,3 +471,16 @@ def test_extends_takes_fields_not_the_base_name() -> None:
                                  "child": {"extends": "base"}}}, "e.yaml")
     child = cat.resolve("child")
     assert child["name"] == "child" and child["description"] == "base one" and "extends" not in child
+
+
+def test_digest_is_the_sha256_of_the_canonical_json() -> None:
+    """The spec hash exported files and site measurements are keyed by: canonical JSON (sorted
+    keys, no spaces) of the resolved spec; another value of any field is another digest."""
+    import hashlib
+
+    name = zoo.list_models(family="simplenet")[0]
+    spec = zoo.get_spec(name)
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    assert spec.digest() == hashlib.sha256(canonical.encode()).hexdigest()
+    assert spec.with_overrides().digest() == spec.digest()
+    assert spec.with_overrides(num_classes=spec.data.num_classes + 1).digest() != spec.digest()

@@ -8,7 +8,6 @@ catalog joins them into one discriminated union.  Nothing here imports torch.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -182,13 +181,6 @@ def short_repr(value: Any, limit: int = 200) -> str:
         text = f"<int of {value.bit_length()} bits>" if isinstance(value, int) \
             else f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-_SNAKE = re.compile(NAME_PATTERN)
-
-
-def is_valid_name(name: str) -> bool:
-    return bool(_SNAKE.match(name))
 
 
 __all__ = ["ArchBase", "DataConfig", "LOOKUP", "ModelSpec", "Paper", "Reported", "SpecBase",
