@@ -25,7 +25,7 @@ from tests.hubfixtures import safetensors_bytes
 from zoo.errors import (CheckpointError, CorruptWeightsError, HubResponseError, SpecError,
                         StateDictMismatchError, WeightsError, ZooError)
 from zoo.weights import save_pretrained
-from zoo.weights.refs import is_repo_id, is_revision, parse_hub_reference
+from zoo.weights.refs import check_revision, is_repo_id, is_revision, parse_hub_reference
 
 NAME = "simplenetv1_small_m1_05"          # small and fast; mode 1
 TWIN = "simplenetv1_small_m2_05"          # same keys and shapes, other stride mode
@@ -472,3 +472,33 @@ def test_long_values_are_shown_cut() -> None:
     with pytest.raises(WeightsError) as err:
         parse_hub_reference("hf-hub:org/" + "r" * 200)
     assert ("'hf-hub:org/" + "r" * 108 + "...") in str(err.value)
+
+
+def test_revision_length_bounds() -> None:
+    long = "/".join(["x" * 100, "y" * 100, "z" * 53])  # 255 characters, segments of <= 100
+    for rev in ["a", long]:
+        assert is_revision(rev), len(rev)
+    assert not is_revision(long + "z") and not is_revision("x" * 101)
+    with pytest.raises(WeightsError) as err:
+        check_revision("a..b")
+    assert str(err.value).startswith("invalid Hub revision 'a..b': use a full commit hash")
+
+
+def test_server_values_are_checked_against_their_own_shape() -> None:
+    from zoo.errors import HubResponseError
+    from zoo.weights.refs import check_server_value, normalize_etag
+
+    assert normalize_etag(' W/"' + "a" * 64 + '" ') == "a" * 64
+    assert normalize_etag('"' + "b" * 40 + '"') == "b" * 40
+    check_server_value("x-repo-commit", "c" * 40, "http://h")
+    check_server_value("etag", 'W/"' + "d" * 64 + '"', "http://h")
+    with pytest.raises(HubResponseError) as err:  # a content hash is not a commit
+        check_server_value("x-repo-commit", "c" * 64, "http://h")
+    assert str(err.value) == (
+        f"the Hub at http://h sent a x-repo-commit header that is not a commit hash (40 hex "
+        f"digits): '{'c' * 64}'. zoo refused the response before writing anything; check "
+        "HF_ENDPOINT (a mirror or proxy in between may be broken or hostile).")
+    with pytest.raises(HubResponseError) as err:
+        check_server_value("x-linked-etag", "../../x", "http://h")
+    assert "x-linked-etag header that is not a content hash (40 or 64 hex digits): '../../x'." \
+        in str(err.value)
