@@ -484,3 +484,31 @@ def test_digest_is_the_sha256_of_the_canonical_json() -> None:
     assert spec.digest() == hashlib.sha256(canonical.encode()).hexdigest()
     assert spec.with_overrides().digest() == spec.digest()
     assert spec.with_overrides(num_classes=spec.data.num_classes + 1).digest() != spec.digest()
+
+
+@pytest.mark.parametrize("models, message", [
+    ({3: SIMPLE}, "model name 3 is not a string (in f.yaml)"),
+    ({"m": [1]}, "a model entry must be a mapping (in f.yaml, model 'm')"),
+    ({"m": {**SIMPLE, "name": "other"}}, "entry's name 'other' differs from its key (in f.yaml, model 'm')"),
+])
+def test_malformed_entries_word_for_word(models: dict, message: str) -> None:
+    with pytest.raises(SpecError) as err:
+        Catalog().add_document({"models": models}, "f.yaml")
+    assert str(err.value) == message
+
+
+def test_entries_keep_their_name_and_source_and_are_not_redefined(tmp_path: Path) -> None:
+    cat = Catalog()
+    cat.add_document({"models": {"m": {**SIMPLE, "name": "m"}}}, "a.yaml")
+    assert cat.entries["m"].name == "m" and cat.entries["m"].source == "a.yaml"
+    with pytest.raises(SpecError) as err:
+        cat.add_document({"models": {"m": SIMPLE}}, "b.yaml")
+    assert str(err.value) == "model 'm' is already defined in a.yaml (in b.yaml, model 'm')"
+    path = tmp_path / "m.yaml"
+    path.write_text(json.dumps({"models": {"m": SIMPLE}}))
+    with pytest.raises(SpecError, match="already defined in a.yaml"):
+        cat.add_file(path)
+    assert cat.add_file(path, replace=True) == ["m"] and cat.entries["m"].source == str(path)
+    # a document with `models:` is a file even when it also has a `name` (which is then unknown)
+    with pytest.raises(SpecError, match=r"unknown top-level key\(s\) \['name'\]"):
+        Catalog().add_document({"name": "x", "models": {"m": SIMPLE}}, "c.yaml")
