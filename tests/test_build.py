@@ -192,3 +192,38 @@ def test_materialize_initializes_what_was_built_on_meta() -> None:
     assert lin.weight.std() > bound / 4
     assert torch.equal(bn.weight, torch.ones(10)) and torch.equal(bn.running_var, torch.ones(10))
     assert torch.equal(bn.running_mean, torch.zeros(10))
+
+
+def test_meta_building_is_thread_safe_and_leaves_nothing_patched() -> None:
+    """Concurrent pretrained builds (``zoo mirror --jobs``) each get meta parameters; a thread
+    outside the block gets real ones meanwhile; afterwards nn.Module is as it was."""
+    import threading
+
+    import torch
+    from torch import nn
+
+    from zoo.loading import parameters_on_meta
+
+    original = nn.Module.register_parameter
+    inside, release = threading.Barrier(5), threading.Event()
+    devices: dict[str, str] = {}
+
+    def build_on_meta(i: int) -> None:
+        with parameters_on_meta():
+            inside.wait()
+            devices[f"meta{i}"] = nn.Linear(2, 2).weight.device.type
+            release.wait(10)
+            devices[f"late{i}"] = nn.Linear(2, 2).weight.device.type
+
+    threads = [threading.Thread(target=build_on_meta, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    inside.wait()
+    devices["outside"] = nn.Linear(2, 2).weight.device.type  # while four threads are inside
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert devices.pop("outside") == "cpu"
+    assert set(devices.values()) == {"meta"} and len(devices) == 8
+    assert nn.Module.register_parameter is original
+    assert torch.empty(1).device.type == "cpu" and nn.Linear(2, 2).weight.device.type == "cpu"

@@ -7,6 +7,7 @@ form of a model (OFQ's packed one).
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Mapping
 
 import torch
@@ -15,24 +16,41 @@ from torch import nn
 from zoo.errors import StateDictMismatchError
 
 
+_ORIGINAL_REGISTER = nn.Module.register_parameter
+_patch_lock = threading.Lock()
+_patch_users = 0                 # threads inside parameters_on_meta(), all together
+_local = threading.local()       # this thread's nesting depth
+
+
+def _register_on_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+    if getattr(_local, "depth", 0) > 0 and param is not None and param.device.type != "meta":
+        param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+    _ORIGINAL_REGISTER(module, name, param)
+
+
 @contextlib.contextmanager
 def parameters_on_meta() -> Iterator[None]:
     """Create every ``nn.Parameter`` on the meta device inside this block (buffers stay real).
 
     Initializers then run on meta tensors, i.e. cost nothing; the weights are assigned later.
+    Thread-safe: ``nn.Module.register_parameter`` is patched while any thread is inside such a
+    block (installed and restored under a lock, so concurrent builds -- ``zoo mirror --jobs`` --
+    never leave it patched), and only the threads inside one get meta parameters.
     """
-    original = nn.Module.register_parameter
-
-    def register(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
-        if param is not None and param.device.type != "meta":
-            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-        original(module, name, param)
-
-    nn.Module.register_parameter = register  # type: ignore[method-assign, assignment]
+    global _patch_users
+    with _patch_lock:
+        if _patch_users == 0:
+            nn.Module.register_parameter = _register_on_meta  # type: ignore[method-assign, assignment]
+        _patch_users += 1
+    _local.depth = getattr(_local, "depth", 0) + 1
     try:
         yield
     finally:
-        nn.Module.register_parameter = original  # type: ignore[method-assign]
+        _local.depth -= 1
+        with _patch_lock:
+            _patch_users -= 1
+            if _patch_users == 0:
+                nn.Module.register_parameter = _ORIGINAL_REGISTER  # type: ignore[method-assign]
 
 
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
