@@ -340,3 +340,51 @@ def test_pickled_tensor_refusal_names_file_and_global(tmp_path: Path) -> None:
         load_pickled_tensor(tmp_path / "e.pkl")
     assert re.match(rf"{re.escape(str(tmp_path / 'e.pkl'))}: refused to unpickle \(it needs the "
                     r"global `(posix|os)\.getcwd`, which is not plain data\)\. ", str(err.value))
+
+
+def test_pickled_tensor_cut_before_its_first_opcode(tmp_path: Path) -> None:
+    (tmp_path / "short.pkl").write_bytes(b"\x80\x04")
+    with pytest.raises(CheckpointError) as err:
+        load_pickled_tensor(tmp_path / "short.pkl")
+    assert str(err.value) == f"{tmp_path / 'short.pkl'}: not a pickled tensor (EOFError: Ran out of input)"
+
+
+def test_refusal_message_word_for_word(tmp_path: Path) -> None:
+    from zoo.weights.checkpoint import _unsafe_message
+
+    tail = ("Only tensors, containers, primitive values and zoo's allow-list (argparse.Namespace, "
+            "numpy scalars and dtypes) may appear in an original checkpoint; unpickling anything else "
+            "could run code, so nothing from the file was executed. If you trust the file and the type "
+            "is plain data, pass it in extra_safe_globals; better, ask upstream for a safetensors file.")
+    path = tmp_path / "c.pth"
+    torch_text = ("Weights only load failed. Re-running `torch.load` with `weights_only` set to `False` "
+                  "will likely succeed.\n  Unsupported operand 149\n\nCheck the documentation of "
+                  "torch.load to learn more.")
+    assert _unsafe_message(path, torch_text) == (
+        f"{path}: refused to unpickle (Unsupported operand 149). " + tail)
+    assert _unsafe_message(path, "WEIGHTS_ONLY failed\nRe-run it") == (
+        f"{path}: refused to unpickle (a malformed pickle). " + tail)
+    long = "x" * 400
+    assert _unsafe_message(path, long) == f"{path}: refused to unpickle ({'x' * 300}). " + tail
+    assert _unsafe_message(path, "  two   spaced\n\n words ") == (
+        f"{path}: refused to unpickle (two spaced words). " + tail)
+    assert _unsafe_message(path, "Unsupported global: GLOBAL os.system was not an allowed global") == (
+        f"{path}: refused to unpickle (it needs the global `os.system`, which is not plain data). " + tail)
+
+
+def test_html_recognised_by_its_doctype_alone(tmp_path: Path) -> None:
+    # the doctype (after blank lines) is the only sign: no <html> within the first 512 bytes
+    (tmp_path / "p.pth").write_bytes(b"\n \n<!DOCTYPE HTML PUBLIC>" + b"<!-- x -->" * 60 + b"<html>")
+    with pytest.raises(CheckpointError, match="this is an HTML page, not a checkpoint"):
+        load_original_checkpoint(tmp_path / "p.pth")
+
+
+def test_text_start_cut_inside_a_character_is_still_shown(tmp_path: Path) -> None:
+    text = "a" + "é" * 40  # byte 60 falls inside the 30th 'é'
+    (tmp_path / "t.pth").write_text(text, encoding="utf-8")
+    with pytest.raises(CheckpointError) as err:
+        load_original_checkpoint(tmp_path / "t.pth")
+    shown = text.encode()[:60].decode("utf-8", "replace")
+    assert shown.endswith("\ufffd")
+    assert str(err.value) == (f"{tmp_path / 't.pth'}: this is a text file, not a checkpoint (it "
+                              f"starts with {shown!r}); download the checkpoint file itself")

@@ -25,7 +25,7 @@ from tests.hubfixtures import safetensors_bytes
 from zoo.errors import (CheckpointError, CorruptWeightsError, HubResponseError, SpecError,
                         StateDictMismatchError, WeightsError, ZooError)
 from zoo.weights import save_pretrained
-from zoo.weights.refs import check_revision, is_repo_id, is_revision, parse_hub_reference
+from zoo.weights.refs import check_repo_id, check_revision, is_repo_id, is_revision, parse_hub_reference
 
 NAME = "simplenetv1_small_m1_05"          # small and fast; mode 1
 TWIN = "simplenetv1_small_m2_05"          # same keys and shapes, other stride mode
@@ -128,8 +128,13 @@ def test_reference_grammar_accepts_what_the_hub_uses() -> None:
         assert not is_revision(rev), rev
     for repo in ["org/repo", "Org-1/re.po_2"]:
         assert is_repo_id(repo)
-    for repo in ["org", "org/re/po", "../x", "org/..", "org--a/b", "org/b.", "-org/b"]:
+    for repo in ["org", "org/re/po", "../x", "org/..", "org--a/b", "org/b.", "-org/b", "org/a..b",
+                 "org/repo.git"]:
         assert not is_repo_id(repo), repo
+    with pytest.raises(WeightsError) as err:
+        check_repo_id("org/a..b")
+    assert str(err.value) == ("invalid Hub repo id 'org/a..b': use org/name (letters, digits, '-', '_', "
+                              "'.'; no '..' or '--'; at most 96 characters each)")
 
 
 weights_strings = st.lists(st.sampled_from(list("ab./-_@:~%\\ \x00é") + [
@@ -490,6 +495,7 @@ def test_server_values_are_checked_against_their_own_shape() -> None:
 
     assert normalize_etag(' W/"' + "a" * 64 + '" ') == "a" * 64
     assert normalize_etag('"' + "b" * 40 + '"') == "b" * 40
+    assert normalize_etag("W/" + "e" * 40) == "e" * 40
     check_server_value("x-repo-commit", "c" * 40, "http://h")
     check_server_value("etag", 'W/"' + "d" * 64 + '"', "http://h")
     with pytest.raises(HubResponseError) as err:  # a content hash is not a commit

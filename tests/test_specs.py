@@ -406,6 +406,22 @@ def test_validate_spec_shapes_word_for_word() -> None:
         in str(err.value)
 
 
+def test_a_dict_without_a_source_is_called_dict_and_any_shape_gets_a_spec_error() -> None:
+    from zoo.catalog import validate_spec
+    from zoo.spec import DataConfig, validate_as
+
+    with pytest.raises(SpecError) as err:
+        validate_spec(5)
+    assert str(err.value) == "a spec must be a mapping, not int (in <dict>)"
+    with pytest.raises(SpecError) as err:
+        validate_spec({**SIMPLE, "name": "m", "data": {"crop_pct": "big"}})
+    assert str(err.value).startswith("invalid spec (in <dict>, model 'm')\n  - ")
+    with pytest.raises(SpecError) as err:
+        validate_as(DataConfig, [1, 2])
+    assert str(err.value) == ("invalid spec (in <dict>)\n"
+                              "  - <root>: Input should be a valid dictionary or instance of DataConfig")
+
+
 def test_problem_lines_show_scalars_not_containers_or_missing() -> None:
     from pydantic import ValidationError
 

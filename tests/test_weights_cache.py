@@ -160,3 +160,13 @@ def test_install_converted_failure_leaves_no_staging_and_no_stale_record(zoo_cac
         cache.install_converted(staged, "m.t", source_sha256=None, source_file="y.pth")
     assert not staged.exists()
     assert cache.read_conversion_record("m.t")["source_file"] == "x.pth"
+
+
+def test_a_staging_folder_made_elsewhere_installs_into_a_fresh_cache(tmp_path: Path, zoo_cache: Path) -> None:
+    staged = tmp_path / "mine"
+    staged.mkdir()
+    (staged / WEIGHTS_NAME).write_bytes(b"w")
+    assert not zoo_cache.exists()
+    folder = cache.install_converted(staged, "m.t", source_sha256=None, source_file="x.pth")
+    assert folder == zoo_cache / "converted" / "m.t" and (folder / WEIGHTS_NAME).read_bytes() == b"w"
+    assert not staged.exists()
