@@ -404,3 +404,36 @@ def test_pretrained_cfg_carries_every_data_field() -> None:
     assert model.pretrained_cfg["fixed_input_size"] is True
     assert model.pretrained_cfg["num_classes"] == 7
     assert _data_fields(timm.data.resolve_data_config(model=model)) == want
+
+
+def test_pretrained_cfg_names_the_paper_licence_and_weights_of_every_tag() -> None:
+    """Every registry record's pretrained_cfg: the architecture and tag, the record's licence, its
+    Hub file (or none) and source; untagged, the paper's licence; ImageNet-1k class names only
+    for 1000-class ImageNet-1k heads."""
+    from zoo.pretrained_cfg import pretrained_cfg
+    from zoo.registry import registry
+
+    records = registry().records
+    assert records
+    for full, rec in records.items():
+        name, tag = full.split(".", 1)
+        spec = zoo.get_spec(name)
+        cfg = pretrained_cfg(spec, tag)
+        assert (cfg["architecture"], cfg["tag"], cfg["license"], cfg["source_url"]) == \
+            (name, tag, rec.license, rec.source.url), full
+        hub = (cfg.get("hf_hub_id"), cfg.get("hf_hub_filename"), cfg.get("hf_hub_revision"))
+        assert hub == ((rec.hub.repo_id, rec.hub.filename, rec.hub.revision) if rec.hub else (None,) * 3)
+    spec = zoo.get_spec("sret_s")
+    cfg = pretrained_cfg(spec)
+    assert (cfg["tag"], cfg["license"], cfg["paper_ids"], cfg["paper_name"], cfg["origin_url"]) == \
+        ("", "MIT", "arXiv:2111.05297", "Sliced Recursive Transformer", "https://github.com/szq0214/SReT")
+    assert "source_url" not in cfg and "hf_hub_id" not in cfg
+    assert len(cfg["label_names"]) == 1000 and cfg["label_names"][:2] == ("n01440764", "n01443537")
+    assert pretrained_cfg(spec, "no_such_tag")["license"] == "MIT"
+    no_code = pretrained_cfg(zoo.get_spec("karat_vit_tiny_g3b"))
+    assert no_code["origin_url"] == "" and no_code["paper_ids"].startswith("arXiv:")
+    no_arxiv = spec.model_copy(update={"paper": spec.paper.model_copy(update={"arxiv": None})})
+    assert pretrained_cfg(no_arxiv)["paper_ids"] == ""
+    assert "label_names" not in pretrained_cfg(zoo.get_spec("nasnet_a_cifar"))
+    ten = spec.model_copy(update={"data": spec.data.model_copy(update={"num_classes": 10})})
+    assert "label_names" not in pretrained_cfg(ten)
