@@ -152,6 +152,13 @@ def test_structure(name: str) -> None:
     for pattern in model.no_weight_decay():
         assert pattern in names or getattr(model, pattern, None) is None, pattern
 
+    # callers (timm's tests among them) resize a model when it has set_input_size: having it
+    # means taking a resize (a model that takes any size as it is has none, as timm's CNNs)
+    setter = getattr(model, "set_input_size", None)
+    if setter is not None:
+        setter(img_size=tuple(cfg["input_size"][1:]))
+        assert tuple(model.pretrained_cfg["input_size"]) == tuple(spec.data.input_size)
+
     assert inspect.signature(model.reset_classifier).parameters["global_pool"].default is None
     model.reset_classifier(5)
     assert model.forward_head(feats, pre_logits=True).shape == (1, model.head_hidden_size)

@@ -28,6 +28,8 @@ class TimmModel(ZooModel):
     ``prune_intermediate_layers``, gradient checkpointing, ``group_matcher``,
     ``no_weight_decay``) is the timm model's, its names under the ``model.`` prefix."""
 
+    __jit_unused_properties__ = [*ZooModel.__jit_unused_properties__, "set_input_size"]
+
     def __init__(self, model: nn.Module, in_chans: int = 3) -> None:
         super().__init__()
         # a timm model: its API (num_classes, forward_features, reset_classifier, ...) is timm's
@@ -85,19 +87,21 @@ class TimmModel(ZooModel):
             self.model.reset_classifier(num_classes, global_pool)
         self._sync()
 
-    @torch.jit.ignore
-    def set_input_size(self, img_size: Optional[Tuple[int, int]] = None,
-                       patch_size: Optional[Tuple[int, int]] = None) -> None:
+    @property
+    def set_input_size(self) -> Any:
         """timm's ``set_input_size`` of the inner model (ViT, Swin: the positional embedding
-        and attention windows resampled to the new patch grid)."""
-        setter = getattr(self.model, "set_input_size", None)
-        if not callable(setter):
-            from zoo.errors import UnknownArgumentError
+        and attention windows resampled to the new patch grid).  Only models whose timm model
+        has one have it (callers, timm's tests among them, look for the method to decide
+        whether a model can be resized; a CNN takes any size as it is)."""
+        if not callable(getattr(self.model, "set_input_size", None)):
+            raise AttributeError(f"{type(self).__name__} of {type(self.model).__name__} has no "
+                                 "'set_input_size': it takes any input size as it is")
+        return self._set_input_size
 
-            arch = getattr(self, "pretrained_cfg", {}).get("architecture") or type(self).__name__
-            raise UnknownArgumentError(f"{arch} takes no img_size argument: it takes any input "
-                                       "size as it is")
-        setter(img_size=img_size, patch_size=patch_size)
+    @torch.jit.ignore
+    def _set_input_size(self, img_size: Optional[Tuple[int, int]] = None,
+                        patch_size: Optional[Tuple[int, int]] = None) -> None:
+        self.model.set_input_size(img_size=img_size, patch_size=patch_size)
         if img_size is not None:
             self._input_size_changed(tuple(img_size))
 
