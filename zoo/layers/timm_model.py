@@ -49,6 +49,15 @@ class TimmModel(ZooModel):
         self.num_classes = int(self.model.num_classes)
         self.num_features = int(self.model.num_features)
         self.head_hidden_size = int(getattr(self.model, "head_hidden_size", self.num_features))
+        self._sync_head_maps()
+
+    def _sync_head_maps(self) -> None:
+        """Whether the timm head returns NHWC maps (an NHWC model built or reset with
+        ``global_pool=''``): kept as a flag, so that no shape test runs in ``forward`` (fx
+        tracing cannot branch on a traced tensor's rank)."""
+        pool = getattr(getattr(self.model, "head", None), "global_pool", None)
+        unpooled = getattr(pool, "is_identity", None)
+        self.nhwc_head_maps = self.nhwc and callable(unpooled) and bool(unpooled())
 
     def feature_map_size(self, img_size: Tuple[int, int]) -> Optional[Tuple[int, int]]:
         """timm's ``pool_size``; None for token features (ViTs: ``forward_features`` returns
@@ -57,24 +66,25 @@ class TimmModel(ZooModel):
             return None
         return super().feature_map_size(img_size)
 
-    def _to_nchw(self, x: Tensor) -> Tensor:
-        return x.permute(0, 3, 1, 2) if self.nhwc and x.ndim == 4 else x
-
     def forward_features(self, x: Tensor) -> Tensor:
-        return self._to_nchw(self.model.forward_features(x))
+        x = self.model.forward_features(x)
+        return x.permute(0, 3, 1, 2) if self.nhwc else x
+
+    def _head_out(self, x: Tensor) -> Tensor:
+        return x.permute(0, 3, 1, 2) if self.nhwc_head_maps else x
 
     def timm_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """The timm model's ``forward_head`` on zoo's NCHW features (for subclasses: TorchScript
         compiles no ``super()`` call)."""
-        if self.nhwc and x.ndim == 4:
+        if self.nhwc:  # zoo's NCHW features back to the timm model's NHWC
             x = x.permute(0, 2, 3, 1)
-        return self._to_nchw(self.model.forward_head(x, pre_logits=pre_logits))
+        return self._head_out(self.model.forward_head(x, pre_logits=pre_logits))
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         return self.timm_head(x, pre_logits=pre_logits)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._to_nchw(self.model(x))
+        return self._head_out(self.model(x))
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
@@ -122,7 +132,7 @@ class TimmModel(ZooModel):
         if intermediates_only:
             return out
         final, intermediates = out
-        return self._to_nchw(final), intermediates
+        return (final.permute(0, 3, 1, 2) if self.nhwc else final), intermediates
 
     @torch.jit.ignore
     def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1,

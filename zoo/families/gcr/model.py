@@ -89,6 +89,7 @@ class GCRModel(TimmModel):
         returns pooled features; with ``global_pool=''`` unpooled ones)."""
         if global_pool is not None:
             self.model.reset_classifier(0, global_pool)
+            self._sync_head_maps()
         self.head = head_like(self, lambda: self._new_head(num_classes))
         self.num_classes = num_classes
 
