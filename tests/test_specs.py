@@ -370,6 +370,16 @@ def test_file_schema_shapes_beyond_the_shipped_files() -> None:
                 {"models": {"a": {"extends": "Bad-Name"}}}, {"models": {"a": {"extends": 3}}}):
         assert list(validator.iter_errors(bad)), bad
     assert not list(validator.iter_errors({"models": {"a": {"extends": "b"}}}))
+    # the key under `models:` is the name: an entry has no `name` field (editors flag it)
+    assert list(validator.iter_errors({"models": {"a": {"extends": "b", "name": "a"}}}))
+    # what an editor shows on hover
+    schema = json_schema()
+    assert schema["title"] == "zoo spec file"
+    assert schema["properties"]["defaults"]["description"] == "fields merged under every model of the file"
+    for variant in schema["$defs"].values():
+        if "extends" in variant.get("properties", {}):
+            assert variant["properties"]["extends"]["description"] == "model whose fields this one starts from"
+    assert json_schema("entry")["title"] == "zoo model spec (one resolved entry)"
     with pytest.raises(ValueError, match="kind must be 'file' or 'entry', got 'files'"):
         json_schema("files")
 
@@ -528,3 +538,22 @@ def test_entries_keep_their_name_and_source_and_are_not_redefined(tmp_path: Path
     # a document with `models:` is a file even when it also has a `name` (which is then unknown)
     with pytest.raises(SpecError, match=r"unknown top-level key\(s\) \['name'\]"):
         Catalog().add_document({"name": "x", "models": {"m": SIMPLE}}, "c.yaml")
+
+
+def test_family_spec_model_is_specbase_with_the_family_literal_and_its_arch() -> None:
+    """What each family registers at import (run here, where a test sees it happen)."""
+    from pydantic import ValidationError
+
+    from zoo.spec import ArchBase, SpecBase, family_spec_model
+
+    class ToyArch(ArchBase):
+        width: int
+
+    model = family_spec_model("toy_net_v2", ToyArch)
+    assert model.__name__ == "ToyNetV2Spec" and issubclass(model, SpecBase)
+    base = {k: v for k, v in SIMPLE.items() if k not in ("family", "arch")}
+    spec = model.model_validate({**base, "name": "t", "family": "toy_net_v2", "arch": {"width": 3}})
+    assert spec.family == "toy_net_v2" and isinstance(spec.arch, ToyArch) and spec.arch.width == 3
+    for bad in ({"family": "other", "arch": {"width": 3}}, {"family": "toy_net_v2"}, {"arch": {"width": 3}}):
+        with pytest.raises(ValidationError):
+            model.model_validate({**base, "name": "t", **bad})
