@@ -437,3 +437,52 @@ def test_pretrained_cfg_names_the_paper_licence_and_weights_of_every_tag() -> No
     assert "label_names" not in pretrained_cfg(zoo.get_spec("nasnet_a_cifar"))
     ten = spec.model_copy(update={"data": spec.data.model_copy(update={"num_classes": 10})})
     assert "label_names" not in pretrained_cfg(ten)
+
+
+def test_requested_weights_read_like_timms_own_resolution() -> None:
+    """(tag, weights reference) of a timm.create_model call, without any download: the tag's own
+    registry record needs no reference; other Hub repos, files and hf-hub sources are references;
+    state dicts, URLs and other files of a Hub repo are refused with what to do instead."""
+    from timm.models import PretrainedCfg
+
+    from zoo.errors import WeightsError
+    from zoo.timm_plugin import _requested
+
+    name, own = "nasnet_a_large", "timm/nasnetalarge.tf_in1k"
+    assert _requested(name, None, None) == (None, None)
+    assert _requested(name, "", None) == (None, None)
+    assert _requested(name, "tf_in1k", None) == ("tf_in1k", None)
+    assert _requested(name, {"tag": "tf_in1k", "hf_hub_id": own}, None) == ("tf_in1k", None)
+    assert _requested(name, PretrainedCfg(tag="tf_in1k", hf_hub_id=own,
+                                          hf_hub_filename="model.safetensors"), None) == ("tf_in1k", None)
+    assert _requested(name, None, {"hf_hub_id": own}) == (None, None)  # the default tag's record
+    assert _requested(name, {"tag": "tf_in1k", "hf_hub_id": "org/other"}, None) == \
+        ("tf_in1k", "hf-hub:org/other")
+    assert _requested(name, {"hf_hub_id": "org/other", "hf_hub_filename": "model.safetensors"},
+                      None) == (None, "hf-hub:org/other")
+    assert _requested(name, {"tag": "tf_in1k", "hf_hub_id": own, "source": "hf-hub"}, None) == \
+        ("tf_in1k", f"hf-hub:{own}")
+    assert _requested(name, {"tag": "t", "hf_hub_id": own, "file": "/w.safetensors"}, None) == \
+        ("t", "/w.safetensors")
+    assert _requested(name, "tf_in1k", {"file": "/w.safetensors"}) == ("tf_in1k", "/w.safetensors")
+    refusals = [
+        ({"state_dict": {"a": 1}}, f"{name}: a state_dict inside pretrained_cfg is not loaded by zoo; "
+                                   "build the model, then call model.load_state_dict(state_dict)"),
+        ({"url": "https://example.org/w.pth"}, f"{name}: pretrained_cfg names the URL "
+                                               "https://example.org/w.pth; zoo downloads weights only "
+                                               "from the Hub (hf_hub_id) or its registry tags"),
+        ({"hf_hub_id": "org/other", "hf_hub_filename": "w.bin"},
+         f"{name}: pretrained_cfg names org/other/w.bin, which is not a weights record of zoo's "
+         "registry; zoo loads other Hub repos only from their model.safetensors "
+         "(weights='hf-hub:org/other')"),
+        ({"tag": "tf_in1k", "hf_hub_id": own, "hf_hub_filename": "pytorch_model.bin"},
+         f"{name}: pretrained_cfg names {own}/pytorch_model.bin, which is not a weights record of "
+         f"zoo's registry; zoo loads other Hub repos only from their model.safetensors "
+         f"(weights='hf-hub:{own}')"),
+    ]
+    for cfg, message in refusals:
+        with pytest.raises(WeightsError) as err:
+            _requested(name, cfg, None)
+        assert str(err.value) == message
+    with pytest.raises(WeightsError, match="a state_dict inside pretrained_cfg"):
+        _requested(name, "tf_in1k", {"state_dict": {"a": 1}})
