@@ -486,3 +486,31 @@ def test_requested_weights_read_like_timms_own_resolution() -> None:
         assert str(err.value) == message
     with pytest.raises(WeightsError, match="a state_dict inside pretrained_cfg"):
         _requested(name, "tf_in1k", {"state_dict": {"a": 1}})
+
+
+def test_timm_registers_each_tag_with_its_own_weights_and_licence() -> None:
+    """timm's registered cfg of every zoo model: one per registry tag (Hub file named only where
+    the record has one; a convertible source is a tag without weights), else one untagged cfg."""
+    from timm.models import get_pretrained_cfg
+
+    from zoo.registry import registry
+
+    checked_hub = checked_source = checked_untagged = 0
+    for name in timm.list_models(module="zoo"):
+        tags = registry().tags_of(name)
+        assert sorted(timm.list_models(name, include_tags=True, pretrained=True)) == \
+            sorted(t for t in tags if registry().records[t].hub is not None)
+        for full in tags:
+            rec, cfg = registry().records[full], get_pretrained_cfg(full)
+            assert cfg.tag == full.split(".", 1)[1] and cfg.license == rec.license, full
+            if rec.hub is None:
+                assert not cfg.hf_hub_id and not cfg.hf_hub_filename, full
+                checked_source += 1
+            else:
+                assert (cfg.hf_hub_id, cfg.hf_hub_filename) == (rec.hub.repo_id, rec.hub.filename), full
+                checked_hub += 1
+        if not tags:
+            cfg = get_pretrained_cfg(name)
+            assert not cfg.tag and not cfg.hf_hub_id and cfg.num_classes == zoo.get_spec(name).data.num_classes
+            checked_untagged += 1
+    assert checked_hub and checked_source and checked_untagged
