@@ -227,3 +227,36 @@ def test_meta_building_is_thread_safe_and_leaves_nothing_patched() -> None:
     assert set(devices.values()) == {"meta"} and len(devices) == 8
     assert nn.Module.register_parameter is original
     assert torch.empty(1).device.type == "cpu" and nn.Linear(2, 2).weight.device.type == "cpu"
+
+
+def test_unknown_arguments_named_with_suggestions_and_what_is_taken() -> None:
+    from zoo.build import CREATE_ARGS
+
+    spec = zoo.get_spec(NAME)
+    fields = sorted(type(spec.arch).model_fields)
+    with pytest.raises(UnknownArgumentError) as err:
+        zoo.create(NAME, drop_rat=0.1, num_clases=3, zzz=1)
+    assert str(err.value) == (
+        f"zoo.create({NAME!r}): unknown argument 'drop_rat' (did you mean drop_rate?), 'num_clases' "
+        f"(did you mean num_classes?), 'zzz'; it takes {', '.join(CREATE_ARGS)} and the simplenet "
+        f"architecture's fields ({', '.join(fields)})")
+
+
+def test_adapt_state_dict_drops_only_the_classifier_and_needs_the_first_conv() -> None:
+    from zoo.build import adapt_state_dict
+    from zoo.errors import StateDictMismatchError
+
+    spec = zoo.get_spec(NAME)
+    head = spec.data.classifiers[0]
+    sd = {f"{head}.weight": torch.ones(1), f"{head}.bias": torch.ones(1), f"{head}x.weight": torch.ones(1),
+          f"{spec.data.first_conv}.weight": torch.ones(2, 3, 1, 1)}
+    same = adapt_state_dict(spec, sd, num_classes=spec.data.num_classes, in_chans=3)
+    assert same == sd and same is not sd
+    out = adapt_state_dict(spec, sd, num_classes=7, in_chans=3)
+    assert sorted(out) == sorted([f"{head}x.weight", f"{spec.data.first_conv}.weight"])
+    out = adapt_state_dict(spec, sd, num_classes=spec.data.num_classes, in_chans=1)
+    assert out[f"{spec.data.first_conv}.weight"].shape == (2, 1, 1, 1)
+    with pytest.raises(StateDictMismatchError) as err:
+        adapt_state_dict(spec, {}, num_classes=spec.data.num_classes, in_chans=1)
+    assert str(err.value) == (f"{NAME}: first_conv weight '{spec.data.first_conv}.weight' not in "
+                              "checkpoint")
