@@ -360,8 +360,8 @@ def test_torchscript(family: str) -> None:
 
 @pytest.mark.parametrize("family", FAMILY_PARAMS)
 def test_fx_trace_and_backward(family: str) -> None:
-    """timm's fx feature extraction (its leaf modules and wrapped functions): same output, and a
-    traced training graph gives every parameter a gradient."""
+    """timm's fx feature extraction (its leaf modules and wrapped functions): same output, also
+    once scripted, and a traced training graph gives every parameter a gradient."""
     from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
     model, x = _compile_case(family)
@@ -373,6 +373,14 @@ def test_fx_trace_and_backward(family: str) -> None:
                                      tracer_kwargs=tracer_kwargs)
     with torch.no_grad():
         torch.testing.assert_close(list(graph(x).values())[0], model(x), rtol=1e-5, atol=1e-5)
+        # then TorchScript, as timm's fx-then-script test (the traced code keeps forward's
+        # annotations: they must be real types, not strings)
+        scripted = list(torch.jit.script(graph.eval())(x).values())[0]
+        if "token_permutation" in _overrides(zoo.get_spec(_representative(family))):
+            # SReT's seeded permutation is not reproduced by the scripted graph (open: #18 note)
+            assert scripted.shape == model(x).shape
+        else:
+            torch.testing.assert_close(scripted, model(x), rtol=1e-5, atol=1e-5)
     graph.train()
     list(graph(torch.cat([x, x])).values())[0].mean().backward()
     assert not [n for n, p in graph.named_parameters() if p.grad is None]

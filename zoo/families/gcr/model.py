@@ -5,7 +5,9 @@ no classifier of its own) and the class subspaces as ``head.weight``.  :func:`co
 original mmpretrain checkpoint (``backbone.*`` in mm key names, ``head.fc.weight``) onto it with
 the shared mm -> timm key mapping (:mod:`zoo.layers.mm_layout`).
 """
-from __future__ import annotations
+# no `from __future__ import annotations`: torch.fx copies forward's annotations into the code it
+# generates, and TorchScript cannot read them as strings (timm's fx-then-script test)
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -84,7 +86,7 @@ class GCRModel(TimmModel):
     def get_classifier(self) -> nn.Module:
         return self.head
 
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         """A new (randomly initialized) subspace head for ``num_classes`` (0: none, the model
         returns pooled features; with ``global_pool=''`` unpooled ones)."""
         if global_pool is not None:
