@@ -66,9 +66,12 @@ class TimmModel(ZooModel):
             return None
         return super().feature_map_size(img_size)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        x = self.model.forward_features(x)
+    def _features_nchw(self, x: Tensor) -> Tensor:
+        """The timm model's features (4-D: NHWC maps for Swin) as zoo's NCHW."""
         return x.permute(0, 3, 1, 2) if self.nhwc else x
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self._features_nchw(self.model.forward_features(x))
 
     def _head_out(self, x: Tensor) -> Tensor:
         return x.permute(0, 3, 1, 2) if self.nhwc_head_maps else x
@@ -132,7 +135,7 @@ class TimmModel(ZooModel):
         if intermediates_only:
             return out
         final, intermediates = out
-        return (final.permute(0, 3, 1, 2) if self.nhwc else final), intermediates
+        return self._features_nchw(final), intermediates
 
     @torch.jit.ignore
     def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1,
