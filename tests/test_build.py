@@ -260,3 +260,13 @@ def test_adapt_state_dict_drops_only_the_classifier_and_needs_the_first_conv() -
         adapt_state_dict(spec, {}, num_classes=spec.data.num_classes, in_chans=1)
     assert str(err.value) == (f"{NAME}: first_conv weight '{spec.data.first_conv}.weight' not in "
                               "checkpoint")
+
+
+@pytest.mark.parametrize("img_size", [-3, 0, (0, 64), (64,), (64, 64, 3), "big", 2.5, True, (64.0, 64),
+                                      16385])
+@pytest.mark.parametrize("name", ["gcr_deit3_small_d8", NAME])
+def test_bad_img_size_is_a_spec_error_before_anything_is_resized(img_size, name: str) -> None:
+    with pytest.raises(SpecError) as err:
+        zoo.create(name, img_size=img_size, device="meta")
+    assert str(err.value) == ("img_size must be a side or (height, width) in whole pixels from 1 to "
+                              f"16384, got {img_size!r} (model {name!r})")

@@ -125,14 +125,20 @@ class ZooModel(nn.Module):
 def set_img_size(model: nn.Module, img_size: Union[int, Tuple[int, int]]) -> None:
     """``img_size=`` of ``zoo.create`` / ``timm.create_model``: the model's ``set_input_size``
     (positional embeddings resampled), or :class:`~zoo.errors.UnknownArgumentError` for models
-    that take any size (CNNs) or whose layers are tied to one token count."""
-    from zoo.errors import UnknownArgumentError
+    that take any size (CNNs) or whose layers are tied to one token count; a size that is not
+    one or two whole positive sides is a :class:`~zoo.errors.SpecError`."""
+    from zoo.errors import SpecError, UnknownArgumentError
+    from zoo.spec import MAX_SIDE, short_repr
 
-    size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    cfg = getattr(model, "pretrained_cfg", {})
+    name = cfg.get("architecture") or type(model).__name__
+    size = (img_size, img_size) if isinstance(img_size, int) else \
+        tuple(img_size) if isinstance(img_size, (tuple, list)) else ()
+    if len(size) != 2 or not all(type(s) is int and 0 < s <= MAX_SIDE for s in size):
+        raise SpecError(f"img_size must be a side or (height, width) in whole pixels from 1 to "
+                        f"{MAX_SIDE}, got {short_repr(img_size)}", model=name)
     setter = getattr(model, "set_input_size", None)
     if not callable(setter):
-        cfg = getattr(model, "pretrained_cfg", {})
-        name = cfg.get("architecture") or type(model).__name__
         why = ("its layers are tied to the token count of its input size"
                if cfg.get("fixed_input_size") else "it takes any input size as it is")
         raise UnknownArgumentError(f"{name} takes no img_size argument: {why}")
