@@ -413,18 +413,22 @@ def test_hook_and_fx_feature_extractors(family: str) -> None:
                     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5, msg=cls)
 
 
-def _smallest_nhwc_wrapped() -> str | None:
-    """The model with the fewest parameters among those around a timm backbone whose maps are
-    NHWC (Swin): the wrapper permutes them, a code path of its own that its family's
-    representative may not take."""
+def _smallest_wrapped(level_fmt: str) -> str | None:
+    """The model with the fewest parameters among those around a timm backbone whose levels
+    give ``level_fmt`` outputs (NHWC: Swin's maps, NLC: a ViT's tokens): the wrapper treats them
+    on code paths of their own that its family's representative may not take."""
     sizes = {}
     for name in MODELS:
         if "timm_model" in type(zoo.get_spec(name).arch).model_fields:
             with torch.device("meta"):
                 model = zoo.create(name)
-            if getattr(model, "nhwc", False):
+            if model.feature_fmt == level_fmt:
                 sizes[name] = zoo.measure.count_params(model)
     return min(sizes, key=sizes.__getitem__) if sizes else None
+
+
+def _smallest_nhwc_wrapped() -> str | None:
+    return _smallest_wrapped("NHWC")
 
 
 def test_nhwc_backbones_compile_and_give_nchw_maps() -> None:
@@ -447,6 +451,55 @@ def test_nhwc_backbones_compile_and_give_nchw_maps() -> None:
         unpooled = model(x)
         torch.testing.assert_close(unpooled, model.forward_head(feats))
         assert unpooled.shape[1] == model.head_hidden_size and unpooled.shape[2:] == feats.shape[2:]
+
+
+def test_hook_and_fx_features_of_nhwc_levels_are_nchw() -> None:
+    """feature_cls 'hook' and 'fx' on Swin's NHWC stages give the getter's NCHW maps (timm's own
+    extractors would return the stages' NHWC outputs); the fx extractor scripts, as timm's test of
+    fx-then-TorchScript features requires."""
+    from zoo.model import features_only
+
+    name = _smallest_nhwc_wrapped()
+    assert name, "no zoo model wraps an NHWC timm backbone any more: drop this test"
+    with timm.set_scriptable(True):
+        torch.manual_seed(0)
+        model = zoo.create(name).eval()
+    x = _x(model.pretrained_cfg["input_size"], batch=2)
+    with torch.no_grad():
+        taps = model.forward_intermediates(x, indices=[0, -1], intermediates_only=True)
+        assert taps[0].shape[1] == model.feature_info[0]["num_chs"]  # NCHW: channels second
+        for cls in ("hook", "fx"):
+            extractor = features_only(copy.deepcopy(model), out_indices=(0, -1), feature_cls=cls)
+            for out, ref in zip(extractor(x), taps, strict=True):
+                torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5, msg=cls)
+            as_dict = features_only(copy.deepcopy(model), out_indices=(0, -1), feature_cls=cls,
+                                    return_dict=True)(x)
+            for out, ref in zip(as_dict.values(), taps, strict=True):
+                torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5, msg=cls)
+            if cls == "fx":
+                scripted = torch.jit.script(extractor)(x)
+                for out, ref in zip(scripted, taps, strict=True):
+                    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_hook_and_fx_features_of_token_levels_are_refused() -> None:
+    """A wrapped ViT's levels are token sequences: hooks and fx cuts would return them as they
+    are, so only the getter (NCHW maps through forward_intermediates) is offered."""
+    from zoo.errors import ZooError
+    from zoo.model import features_only
+
+    name = _smallest_wrapped("NLC")
+    assert name, "no zoo model wraps a timm ViT any more: drop this test"
+    model = zoo.create(name)
+    for cls, cls_name in (("hook", "FeatureHookNet"), ("fx", "FeatureGraphNet")):
+        with pytest.raises(ZooError) as e:
+            features_only(copy.deepcopy(model), feature_cls=cls)
+        assert str(e.value) == (
+            f"{model.pretrained_cfg['architecture']}: feature_cls={cls_name} would return its NLC "
+            "outputs as they are; use feature_cls='getter' (the default), whose "
+            "forward_intermediates gives NCHW maps")
+    assert len(features_only(model, out_indices=(0, -1))(_x(model.pretrained_cfg["input_size"],
+                                                             batch=1))) == 2
 
 
 def test_families_come_from_the_catalog() -> None:

@@ -16,7 +16,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, TYPE_CHECKING,
 import torch
 from timm.layers import ClassifierHead, NormMlpClassifierHead, register_notrace_function
 from timm.models import checkpoint
-from timm.models._features import feature_take_indices
+from timm.models._features import FeatureGetterNet, FeatureHookNet, feature_take_indices
+from timm.models._features_fx import FeatureGraphNet
 from torch import nn
 
 from zoo.errors import InputShapeError, ZooError
@@ -369,6 +370,34 @@ def tokens_to_map(x: torch.Tensor, grid: Tuple[int, int], num_prefix_tokens: int
 
 # -- features_only -----------------------------------------------------------------------------------
 
+def _nchw(maps: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    return {k: v.permute(0, 3, 1, 2) for k, v in maps.items()}
+
+
+class NhwcFeatureGraphNet(FeatureGraphNet):
+    """timm's ``FeatureGraphNet`` (a ``torch.fx`` graph cut at the levels' modules) for a model
+    whose levels are NHWC maps (Swin): the maps come out NCHW, as ``forward_intermediates``
+    gives them (timm's own returns them as the modules do)."""
+
+    def forward(self, x: torch.Tensor):  # the return type as TorchScript infers it
+        out = _nchw(self.graph_module(x))
+        if self.return_dict:
+            return out
+        return list(out.values())
+
+
+class NhwcFeatureHookNet(FeatureHookNet):
+    """timm's ``FeatureHookNet`` (forward hooks on the levels' modules) for a model whose levels
+    are NHWC maps (Swin): the maps come out NCHW, as ``forward_intermediates`` gives them."""
+
+    def forward(self, x: torch.Tensor) -> Any:
+        out = super().forward(x)
+        if isinstance(out, dict):
+            return _nchw(out)
+        return [v.permute(0, 3, 1, 2) for v in out]
+
+
+
 def features_only(model: nn.Module, out_indices: Any = None, feature_cls: Any = None,
                   **feature_cfg: Any) -> nn.Module:
     """Wrap ``model`` in one of timm's feature extractors, as timm's ``features_only=True`` does.
@@ -379,22 +408,18 @@ def features_only(model: nn.Module, out_indices: Any = None, feature_cls: Any = 
         feature_cls: ``'getter'`` (default; timm's ``FeatureGetterNet``: the model's
             ``forward_intermediates`` after pruning it), ``'hook'`` (``FeatureHookNet``: forward
             hooks on the levels' modules, the model unchanged) or ``'fx'`` (``FeatureGraphNet``:
-            a ``torch.fx`` graph cut at the levels' modules); or one of those classes.
+            a ``torch.fx`` graph cut at the levels' modules); or one of those classes.  Models
+            whose levels are NHWC maps (``feature_fmt``, Swin) get the hook and fx taps
+            permuted to NCHW; those whose levels are token sequences take only ``'getter'``.
         feature_cfg: further arguments of the class (``norm``, ``output_fmt``, ...).
     """
     from timm.models._builder import pretrained_cfg_for_features
-    from timm.models._features import FeatureGetterNet, FeatureHookNet
-    from timm.models._features_fx import FeatureGraphNet
 
     name = getattr(model, "pretrained_cfg", {}).get("architecture") or type(model).__name__
     if not getattr(model, "feature_info", None):
         hint = getattr(model, "features_only_hint", "")
         raise ZooError(f"{name} does not support features_only: it declares no feature_info "
                        "(multi-scale feature maps)" + (f"; {hint}" if hint else ""))
-    if feature_cls not in (None, "getter") and not getattr(model, "hookable_features", True):
-        raise ZooError(f"{name}: feature_cls={feature_cls!r} would return its NHWC or token "
-                       "outputs as they are; use feature_cls='getter' (the default), whose "
-                       "forward_intermediates gives NCHW maps")
     net = cast(ZooModel, model)  # every zoo model is one (and this one declares feature_info)
     classes = {"getter": FeatureGetterNet, "hook": FeatureHookNet, "fx": FeatureGraphNet}
     feature_cls = feature_cls or feature_cfg.pop("feature_cls", None) or "getter"
@@ -403,6 +428,14 @@ def features_only(model: nn.Module, out_indices: Any = None, feature_cls: Any = 
             raise ZooError(f"feature_cls must be one of {', '.join(FEATURE_CLASSES)} (or one of "
                            f"timm's feature classes), got {feature_cls!r}")
         feature_cls = classes[feature_cls.lower()]
+    level_fmt = getattr(model, "feature_fmt", "NCHW")
+    if feature_cls is not FeatureGetterNet and level_fmt != "NCHW":
+        if level_fmt != "NHWC" or feature_cls not in (FeatureHookNet, FeatureGraphNet):
+            raise ZooError(f"{name}: feature_cls={feature_cls.__name__} would return its "
+                           f"{level_fmt} outputs as they are; use feature_cls='getter' (the "
+                           "default), whose forward_intermediates gives NCHW maps")
+        # the levels' modules return NHWC maps (Swin): the same taps, permuted to NCHW
+        feature_cls = NhwcFeatureHookNet if feature_cls is FeatureHookNet else NhwcFeatureGraphNet
     if out_indices is None:
         out_indices = getattr(model, "default_out_indices", None)
     if out_indices is None:

@@ -39,10 +39,12 @@ class TimmModel(ZooModel):
         self.nhwc = getattr(model, "output_fmt", "NCHW") == "NHWC"
         self._sync()
         self.feature_info = timm_feature_info(model)
-        # zoo's feature maps are NCHW: NHWC stages (Swin) and token sequences (ViT blocks, whose
-        # timm models have num_prefix_tokens) come out NCHW only through timm's
-        # forward_intermediates (feature_cls='getter', the default), not through forward hooks
-        self.hookable_features = not (self.nhwc or hasattr(model, "num_prefix_tokens"))
+        # what the levels' modules return: NHWC stages (Swin), token sequences (ViT blocks, whose
+        # timm models have num_prefix_tokens); zoo's features_only gives NCHW maps of either
+        # through timm's forward_intermediates (feature_cls='getter'), of NHWC ones also
+        # through hooks and fx
+        self.feature_fmt = "NLC" if hasattr(model, "num_prefix_tokens") else (
+            "NHWC" if self.nhwc else "NCHW")
 
     def _sync(self) -> None:
         """Widths and class count as the inner model has them now."""
