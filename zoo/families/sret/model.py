@@ -34,14 +34,18 @@ STEM_STRIDE = 8  # three stride-2 convs
 
 
 @register_notrace_function
-def permutation_generator(seeded: bool, seed: int) -> Optional[torch.Generator]:
+def permutation_generator(seeded: bool, seed: int, x: Tensor) -> Optional[torch.Generator]:
     """Where the recursive pass draws its token permutations from (``Arch.token_permutation``).
 
     None (``global_rng``, the original behaviour): ``torch.randperm(n)`` on torch's global CPU
     generator.  Seeded: a private CPU generator seeded once per forward, so the draws are
     reproducible and leave the global RNG untouched.  Permutations are drawn on the CPU, as
-    upstream does, so a model on an accelerator draws the same numbers.  (A graph leaf for
-    torch.fx, so a traced model makes a fresh generator at every call.)
+    upstream does, so a model on an accelerator draws the same numbers.
+
+    ``x`` (the forward's input, unused) makes the call a node of a ``torch.fx`` graph: a wrapped
+    function with only constant arguments runs once, at trace time, and the graph would keep that
+    one generator as a constant, its state carried from call to call (and copied per use when
+    the graph is scripted).
     """
     if not seeded:
         return None
@@ -337,7 +341,7 @@ class SReT(ZooModel):
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self._stem(x)
-        generator = permutation_generator(self.seeded, self.permutation_seed)
+        generator = permutation_generator(self.seeded, self.permutation_seed, x)
         for stage in self.stages:
             if self.grad_checkpointing and not torch.jit.is_scripting():
                 x = self._checkpointed_stage(stage, x, generator)
@@ -392,7 +396,7 @@ class SReT(ZooModel):
         stages = self.stages if not (stop_early or intermediates_only) \
             else self.stages[:max_index + 1]
         x = self._stem(x)
-        generator = permutation_generator(self.seeded, self.permutation_seed)
+        generator = permutation_generator(self.seeded, self.permutation_seed, x)
         intermediates = []
         for i, stage in enumerate(stages):
             x = self._checkpointed_stage(stage, x, generator) if self.grad_checkpointing \
