@@ -85,6 +85,52 @@ def test_registration_works_in_either_import_order(order: str) -> None:
     assert out == "SimpleNet simplenetv1_small_m1_05"
 
 
+def test_import_hook_registers_once_timm_has_loaded(monkeypatch) -> None:
+    """In process (the subprocess test above is invisible to mutation testing): the finder
+    ``install()`` puts on ``sys.meta_path`` answers only for ``timm``, hands back timm's own
+    spec, and the loader it wraps runs timm's module code, leaves the meta path and then
+    registers zoo's models; a failing registration warns instead of breaking ``import timm``."""
+    import importlib.util
+    import warnings
+
+    calls = []
+    monkeypatch.setattr(timm_plugin, "register_new", lambda: calls.append("register"))
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    monkeypatch.delitem(sys.modules, "timm")  # as before `import timm`
+    assert not any(isinstance(f, timm_plugin._TimmHook) for f in sys.meta_path)
+    timm_plugin.install()
+    hooks = [f for f in sys.meta_path if isinstance(f, timm_plugin._TimmHook)]
+    assert len(hooks) == 1 and sys.meta_path[0] is hooks[0]
+    timm_plugin.install()  # once only
+    assert sum(isinstance(f, timm_plugin._TimmHook) for f in sys.meta_path) == 1
+    hook = hooks[0]
+    assert hook.find_spec("numpy", None) is None and hook.find_spec("timm.layers", None) is None
+    monkeypatch.setitem(sys.modules, "timm", timm)  # find_spec("timm") gives the loaded spec
+    loader = timm.__spec__.loader
+    monkeypatch.setattr(loader, "exec_module", loader.exec_module)  # restored afterwards
+    ran = []
+    monkeypatch.setattr(loader, "exec_module", lambda module: ran.append(module.__name__))
+    spec = hook.find_spec("timm", None)
+    assert spec is not None and spec.name == "timm" and spec.loader is loader
+    assert sys.meta_path[0] is hook  # put back in place while it looked timm up
+    module = types.ModuleType("timm")
+    spec.loader.exec_module(module)
+    assert ran == ["timm"] and calls == ["register"]  # timm's code first, then registration
+    assert hook not in sys.meta_path
+    spec.loader.exec_module(module)  # a second run: the hook is already gone, no error
+    assert calls == ["register", "register"]
+
+    def broken() -> None:
+        raise RuntimeError("catalog unreadable")
+
+    monkeypatch.setattr(timm_plugin, "register_new", broken)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spec.loader.exec_module(module)
+    assert [str(w.message) for w in caught] == [
+        "zoo: could not register its models in timm: catalog unreadable"]
+
+
 def test_import_zoo_is_cheap() -> None:
     out = _run("import sys, zoo; zoo.list_models(); "
                "print(sorted(m for m in ('torch', 'timm', 'huggingface_hub', 'safetensors') "
@@ -514,3 +560,124 @@ def test_timm_registers_each_tag_with_its_own_weights_and_licence() -> None:
             assert not cfg.tag and not cfg.hf_hub_id and cfg.num_classes == zoo.get_spec(name).data.num_classes
             checked_untagged += 1
     assert checked_hub and checked_source and checked_untagged
+
+
+# -- self-describing Hub repos' timm names (timm.create_model("hf-hub:org/repo")) -------------------
+
+HUB_BASE = "simplenetv1_small_m1_05"
+COMMIT_A, COMMIT_B = "a" * 40, "b" * 40
+
+
+@pytest.fixture
+def timm_registry_restored():
+    """timm's registry and the plug-in's record of repo names as they were before the test."""
+    from timm.models import _registry
+
+    kept = {k: copy.deepcopy(v) for k, v in vars(_registry).items()
+            if k.startswith("_model") or k.startswith("_module")}
+    hub_names = dict(timm_plugin._hub_names)
+    host = timm_plugin._host_module(timm_plugin._HUB_HOST)
+    cfgs = dict(host.default_cfgs)
+    yield
+    for k, v in kept.items():
+        setattr(_registry, k, v)
+    timm_plugin._hub_names.clear()
+    timm_plugin._hub_names.update(hub_names)
+    host.default_cfgs.clear()
+    host.default_cfgs.update(cfgs)
+
+
+def _repo(spec, repo_id: str, revision: str = COMMIT_A):
+    from zoo.weights.remote import HubModel
+
+    return HubModel(repo_id=repo_id, revision=revision, spec=spec, config=None)
+
+
+def _edited(name: str = HUB_BASE, drop_rate: float = 0.3, new_name: str | None = None):
+    spec = zoo.get_spec(name)
+    arch = spec.arch.model_copy(update={"drop_rate": drop_rate})
+    return spec.model_copy(update={"arch": arch, "name": new_name or name})
+
+
+def test_a_repo_holding_a_catalog_spec_unchanged_is_the_catalog_model(timm_registry_restored) -> None:
+    assert timm_plugin._hub_name(_repo(zoo.get_spec(HUB_BASE), "Org/Copy")) == HUB_BASE
+    assert HUB_BASE not in timm_plugin._hub_names
+
+
+def test_repo_names_never_shadow_and_stay_stable(timm_registry_restored) -> None:
+    """A repo's edited catalog spec gets ``<name>__<repo slug>``; the same spec again the same
+    name; another spec under that slug ``..._<8 hex of sha256(repo@rev)>``; a name in neither
+    timm nor the catalog is taken as it is.  Each registered name builds through zoo from its
+    repo, under timm's module ``zoo_hub``, with the repo's pinned snapshot as its Hub id."""
+    import hashlib
+
+    from timm.models import get_pretrained_cfg, is_model, model_entrypoint
+    from timm.models._registry import _model_to_module
+
+    edited = _edited()
+    name = timm_plugin._hub_name(_repo(edited, "My-Org/Net.V2"))
+    assert name == f"{HUB_BASE}__my_org_net_v2"
+    assert is_model(name) and _model_to_module[name] == "zoo_hub"
+    assert timm_plugin._hub_names[name] == edited.model_dump(mode="json")
+    cfg = get_pretrained_cfg(name).to_dict()
+    assert cfg["hf_hub_id"] == f"My-Org/Net.V2@{COMMIT_A}"
+    assert cfg["num_classes"] == 1000 and cfg["input_size"] == edited.data.input_size
+    # the spec's own architecture name, tag and paper title are not carried over: timm sets
+    # the registered name; the repo has no tag
+    assert (cfg["architecture"], cfg.get("tag"), cfg.get("paper_name")) == (name, None, None)
+    catalog_cfg = get_pretrained_cfg(HUB_BASE).to_dict()
+    assert (cfg["license"], cfg["origin_url"]) == (catalog_cfg["license"], catalog_cfg["origin_url"])
+    fn = model_entrypoint(name)
+    assert fn.__name__ == name and fn.__module__ == timm_plugin._HUB_HOST
+    assert fn.__doc__ == f"zoo model {name} from the self-describing Hub repo hf-hub:My-Org/Net.V2@{COMMIT_A}."
+
+    # the same spec from the same repo (another snapshot): the same name, nothing new registered
+    assert timm_plugin._hub_name(_repo(_edited(), "My-Org/Net.V2", COMMIT_B)) == name
+    # another spec under the same slug: the digest of repo@revision tells them apart
+    other = timm_plugin._hub_name(_repo(_edited(drop_rate=0.4), "my_org/net_v2", COMMIT_B))
+    digest = hashlib.sha256(f"my_org/net_v2@{COMMIT_B}".encode()).hexdigest()[:8]
+    assert other == f"{HUB_BASE}__my_org_net_v2_{digest}" and len(digest) == 8
+    assert get_pretrained_cfg(other).hf_hub_id == f"my_org/net_v2@{COMMIT_B}"
+    # a third spec there: every candidate name is taken
+    with pytest.raises(RuntimeError) as e:
+        timm_plugin._hub_name(_repo(_edited(drop_rate=0.5), "my_org/net_v2", COMMIT_B))
+    assert str(e.value) == f"zoo: no free timm name for hf-hub:my_org/net_v2@{COMMIT_B}"
+
+    # a name in no catalog and not timm's: itself
+    fresh = _edited(new_name="zoo_test_unlisted_net")
+    assert timm_plugin._hub_name(_repo(fresh, "org/unlisted")) == "zoo_test_unlisted_net"
+    # a timm built-in's name: never taken over
+    clash = timm_plugin._hub_name(_repo(_edited(new_name="resnet18"), "org/clash"))
+    assert clash == "resnet18__org_clash"
+    assert model_entrypoint("resnet18").__module__.startswith("timm.")
+
+
+def test_a_registered_catalog_name_is_not_reused_for_an_edited_spec(timm_registry_restored,
+                                                                    monkeypatch) -> None:
+    """The catalog's name is the repo's only while the catalog model is registered in timm and
+    the specs agree; a catalog model that timm does not have registered still keeps its name."""
+    monkeypatch.setattr(timm_plugin, "_registered", timm_plugin._registered - {HUB_BASE})
+    name = timm_plugin._hub_name(_repo(zoo.get_spec(HUB_BASE), "org/unregistered"))
+    assert name == f"{HUB_BASE}__org_unregistered"
+
+
+def test_hub_entry_point_builds_from_the_repo_timm_passes(monkeypatch) -> None:
+    """The entry point builds through zoo.create from the Hub id of the pretrained_cfg timm
+    passes (a dict or timm's PretrainedCfg), else from the repo it was registered for."""
+    from timm.models import PretrainedCfg
+
+    import zoo.build
+
+    calls = []
+    monkeypatch.setattr(zoo.build, "create",
+                        lambda target, **kw: calls.append((target, kw)) or "model")
+    fn = timm_plugin._hub_entrypoint("net__org_repo", "hf-hub:org/repo@" + COMMIT_A)
+    assert fn(pretrained=True, pretrained_model_args={"x": 1}, drop_rate=0.1) == "model"
+    assert calls.pop() == ("hf-hub:org/repo@" + COMMIT_A, {"pretrained": True, "drop_rate": 0.1})
+    fn(pretrained_cfg={"source": "hf-hub", "hf_hub_id": "org/other@" + COMMIT_B})
+    assert calls.pop() == ("hf-hub:org/other@" + COMMIT_B, {"pretrained": False})
+    fn(pretrained_cfg=PretrainedCfg(source="hf-hub", hf_hub_id="org/third"), num_classes=3)
+    assert calls.pop() == ("hf-hub:org/third", {"pretrained": False, "num_classes": 3})
+    for cfg in ({"source": "url", "hf_hub_id": "org/x"}, {"source": "hf-hub"}, "some_tag"):
+        fn(pretrained_cfg=cfg)
+        assert calls.pop()[0] == "hf-hub:org/repo@" + COMMIT_A
