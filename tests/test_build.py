@@ -270,3 +270,20 @@ def test_bad_img_size_is_a_spec_error_before_anything_is_resized(img_size, name:
         zoo.create(name, img_size=img_size, device="meta")
     assert str(err.value) == ("img_size must be a side or (height, width) in whole pixels from 1 to "
                               f"16384, got {img_size!r} (model {name!r})")
+
+
+def test_a_classifier_the_model_lacks_is_passed_over_not_the_end() -> None:
+    """With num_classes changed, every classifier the spec names that the model has is built for
+    real on a meta-built model, also after one it does not have (a spec naming a distillation
+    head of a variant built without it)."""
+    from zoo.build import _materialize_classifier
+
+    spec = zoo.get_spec("simplenetv1_small_m1_05")
+    head = spec.data.classifiers[0]
+    spec = spec.model_copy(update={"data": spec.data.model_copy(
+        update={"classifier": ("head_dist", head)})})
+    model = build_model(spec, meta=True)
+    assert model.get_submodule(head).weight.is_meta
+    _materialize_classifier(model, spec)
+    assert not model.get_submodule(head).weight.is_meta
+    assert torch.isfinite(model.get_submodule(head).weight).all()
