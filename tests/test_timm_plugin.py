@@ -681,3 +681,54 @@ def test_hub_entry_point_builds_from_the_repo_timm_passes(monkeypatch) -> None:
     for cfg in ({"source": "url", "hf_hub_id": "org/x"}, {"source": "hf-hub"}, "some_tag"):
         fn(pretrained_cfg=cfg)
         assert calls.pop()[0] == "hf-hub:org/repo@" + COMMIT_A
+
+
+def test_timms_hub_config_loader_answers_for_zoo_repos_only(hub, tmp_path,
+                                                           timm_registry_restored) -> None:
+    """timm.create_model("hf-hub:...") asks ``load_model_config_from_hf`` for the repo's
+    config: zoo's wrapper (installed once) answers for repos zoo wrote (a zoo name, the config's
+    pretrained_cfg pinned to the snapshot), hands other repos and missing ones to timm's own
+    loader, and refuses a hostile server's answer before timm sees anything."""
+    import json
+
+    import timm.models._factory as factory
+
+    from tests.util import random_eval_model
+    from zoo.errors import HubResponseError
+
+    loader = factory.load_model_config_from_hf
+    original = loader._zoo_original
+    assert loader._zoo_wrapped and not getattr(original, "_zoo_wrapped", False)
+    timm_plugin._install_hub_loader()  # idempotent
+    assert factory.load_model_config_from_hf is loader
+
+    folder = zoo.save_pretrained(random_eval_model(HUB_BASE), tmp_path / "zoo")
+    config = json.loads((folder / "config.json").read_text())
+    files = {n: (folder / n).read_bytes() for n in ("model.safetensors", "config.json")}
+    commit = hub.commit("user/zoo-net", files)
+    cfg, name, kwargs = loader("user/zoo-net")
+    assert (name, kwargs) == (HUB_BASE, {})  # the catalog's spec, unchanged: its own name
+    assert cfg == {**config["pretrained_cfg"], "architecture": HUB_BASE, "source": "hf-hub",
+                   "hf_hub_id": f"user/zoo-net@{commit}", "num_classes": config["num_classes"]}
+
+    edited = dict(config, num_classes=7)
+    edited["zoo"] = dict(config["zoo"], spec=_edited(drop_rate=0.25).model_dump(mode="json"))
+    edited_commit = hub.commit("user/edited", {**files, "config.json": json.dumps(edited).encode()})
+    cfg, name, _ = loader("user/edited@" + edited_commit)
+    assert name == f"{HUB_BASE}__user_edited" and cfg["num_classes"] == 7
+    assert cfg["hf_hub_id"] == f"user/edited@{edited_commit}" and cfg["architecture"] == name
+
+    timm_config = {"architecture": "resnet18", "num_classes": 5,
+                   "pretrained_cfg": {"input_size": [3, 160, 160]}}
+    hub.commit("user/timm-net", {"config.json": json.dumps(timm_config).encode()})
+    cfg, name, _ = loader("user/timm-net")  # timm's own reading of its own format
+    assert name == "resnet18" and cfg["num_classes"] == 5 and cfg["input_size"] == [3, 160, 160]
+    assert (cfg, name) == original("user/timm-net")[:2]
+
+    with pytest.raises(Exception) as missing:  # timm's own error for a repo that is not there
+        loader("user/absent")
+    assert not isinstance(missing.value, zoo.errors.ZooError)
+
+    hub.hostile("user/zoo-net", "config.json", headers={"X-Repo-Commit": "../../evil"})
+    with pytest.raises(HubResponseError):
+        loader("user/zoo-net@main")
