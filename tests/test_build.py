@@ -219,11 +219,16 @@ def test_meta_building_is_thread_safe_and_leaves_nothing_patched() -> None:
     for t in threads:
         t.start()
     inside.wait()
-    devices["outside"] = nn.Linear(2, 2).weight.device.type  # while four threads are inside
+    # while four threads are inside: this thread, and a new one that never entered the block
+    devices["outside"] = nn.Linear(2, 2).weight.device.type
+    fresh = threading.Thread(
+        target=lambda: devices.__setitem__("fresh", nn.Linear(2, 2).weight.device.type))
+    fresh.start()
+    fresh.join(10)
     release.set()
     for t in threads:
         t.join(10)
-    assert devices.pop("outside") == "cpu"
+    assert devices.pop("outside") == "cpu" and devices.pop("fresh") == "cpu"
     assert set(devices.values()) == {"meta"} and len(devices) == 8
     assert nn.Module.register_parameter is original
     assert torch.empty(1).device.type == "cpu" and nn.Linear(2, 2).weight.device.type == "cpu"
@@ -287,3 +292,77 @@ def test_a_classifier_the_model_lacks_is_passed_over_not_the_end() -> None:
     _materialize_classifier(model, spec)
     assert not model.get_submodule(head).weight.is_meta
     assert torch.isfinite(model.get_submodule(head).weight).all()
+
+
+def test_features_only_arguments_of_create() -> None:
+    """``features_only`` with ``out_indices`` / ``feature_cls`` given directly or in
+    ``feature_cfg`` (the direct ones win), as timm's create_model passes them."""
+    from timm.models._features import FeatureGetterNet, FeatureHookNet
+
+    x = torch.randn(1, 3, 64, 64)
+    levels = len(zoo.create(NAME).feature_info)
+    every = zoo.create(NAME, features_only=True)
+    assert isinstance(every, FeatureGetterNet) and len(every(x)) == levels
+    two = zoo.create(NAME, features_only=True, out_indices=(0, 1), feature_cls="hook")
+    assert isinstance(two, FeatureHookNet) and len(two(x)) == 2
+    by_cfg = zoo.create(NAME, features_only=True, feature_cfg={"out_indices": (1,),
+                                                                "feature_cls": "hook"})
+    assert isinstance(by_cfg, FeatureHookNet) and len(by_cfg(x)) == 1
+    direct_wins = zoo.create(NAME, features_only=True, out_indices=(0, 1, 2),
+                             feature_cfg={"out_indices": (1,)})
+    assert len(direct_wins(x)) == 3
+    assert not isinstance(zoo.create(NAME, features_only=False, out_indices=(1,)),
+                          FeatureGetterNet)
+
+
+def test_in_chans_alone_changes_the_first_conv() -> None:
+    model = zoo.create(NAME, in_chans=1).eval()
+    assert model.in_chans == 1 and model.pretrained_cfg["input_size"][0] == 1
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 64, 64)).shape == (1, 1000)
+
+
+def test_packed_weights_refuse_a_new_head_or_input(tmp_path) -> None:
+    """A packed (deployable) OFQ folder holds integer codes: it cannot be adapted to another
+    num_classes or in_chans, and says to load the latent weights."""
+    name = next(n for n in zoo.list_models() if zoo.get_spec(n).family == "ofq")
+    zoo.save_pretrained(zoo.create(name), tmp_path / "packed", packed=True)
+    message = ("packed (deployable) weights cannot be adapted to a new num_classes/in_chans; "
+               "load the latent weights instead")
+    for change in ({"num_classes": 10}, {"in_chans": 1}):
+        with pytest.raises(StateDictMismatchError) as err:
+            zoo.create(name, weights=str(tmp_path / "packed"), **change)
+        assert str(err.value) == message
+
+
+def test_suggestions_are_the_close_names_joined_by_or() -> None:
+    """Up to three names at least 70% alike (difflib's ratio), best first, joined by 'or'."""
+    with pytest.raises(UnknownArgumentError) as err:
+        zoo.create(NAME, num_class=3)
+    assert "'num_class' (did you mean num_classes?)" in str(err.value)
+    with pytest.raises(UnknownArgumentError) as err:
+        zoo.create(NAME, eatures_only=True)  # feature_cls/_cfg are only 0.6-0.7 alike
+    assert "'eatures_only' (did you mean features_only?);" in str(err.value)
+    with pytest.raises(UnknownArgumentError) as err:
+        zoo.create(NAME, feature=1)  # features_only and feature_cls/_cfg: three of four
+    assert "'feature' (did you mean feature_cls or feature_cfg or features_only?);" in str(err.value)
+
+
+def test_a_self_describing_repo_gives_its_weights_only_when_pretrained(hub, tmp_path) -> None:
+    """``zoo.create("hf-hub:org/repo")`` builds the repo's spec with fresh weights;
+    ``pretrained=True`` loads the weights of the same snapshot; explicit ``weights=`` win."""
+    from tests.util import random_eval_model
+
+    saved = random_eval_model(NAME)
+    folder = zoo.save_pretrained(saved, tmp_path / "saved")
+    files = {n: (folder / n).read_bytes() for n in ("model.safetensors", "config.json")}
+    hub.commit("user/net", files)
+    other = zoo.save_pretrained(random_eval_model(NAME, seed=1), tmp_path / "other")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        want = saved(x)
+        assert torch.equal(zoo.create("hf-hub:user/net", pretrained=True)(x), want)
+        assert not torch.equal(zoo.create("hf-hub:user/net").eval()(x), want)
+        assert hub.count("GET", "user/net", "model.safetensors") == 1
+        mine = zoo.create("hf-hub:user/net", pretrained=True, weights=str(other)).eval()
+        assert not torch.equal(mine(x), want)
