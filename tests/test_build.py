@@ -366,3 +366,26 @@ def test_a_self_describing_repo_gives_its_weights_only_when_pretrained(hub, tmp_
         assert hub.count("GET", "user/net", "model.safetensors") == 1
         mine = zoo.create("hf-hub:user/net", pretrained=True, weights=str(other)).eval()
         assert not torch.equal(mine(x), want)
+
+
+@pytest.mark.parametrize("weights", ["in22k", "simplenetv1_5m_m1.in22k"])
+def test_a_weights_tag_is_looked_up_as_given(weights: str) -> None:
+    """``weights=`` naming a tag (bare or after the model's name) is that tag, never the
+    default: an unknown one is refused, naming the tags there are."""
+    with pytest.raises(UnknownModelError) as err:
+        zoo.create("simplenetv1_5m_m1", weights=weights)
+    assert "in22k" in str(err.value) and "simplenetv1_5m_m1.in1k" in str(err.value)
+
+
+def test_random_models_train_loaded_ones_evaluate_and_device_dtype_apply(tmp_path) -> None:
+    """timm's convention: a freshly initialized model is in training mode, a loaded one in
+    eval mode; ``device`` and ``dtype`` move the result."""
+    assert zoo.create(NAME).training
+    zoo.save_pretrained(zoo.create(NAME), tmp_path)
+    assert not zoo.create(NAME, weights=tmp_path).training
+    meta = zoo.create(NAME, device="meta")
+    assert {p.device.type for p in meta.parameters()} == {"meta"}
+    double = zoo.create(NAME, dtype=torch.float64)
+    assert {p.dtype for p in double.parameters()} == {torch.float64}
+    both = zoo.create(NAME, device="meta", dtype=torch.float16)
+    assert {(p.device.type, p.dtype) for p in both.parameters()} == {("meta", torch.float16)}

@@ -732,3 +732,18 @@ def test_timms_hub_config_loader_answers_for_zoo_repos_only(hub, tmp_path,
     hub.hostile("user/zoo-net", "config.json", headers={"X-Repo-Commit": "../../evil"})
     with pytest.raises(HubResponseError):
         loader("user/zoo-net@main")
+
+
+def test_entry_points_default_to_no_weights_and_share_one_host_module() -> None:
+    """Called directly, as timm's own model functions, an entry point builds without weights
+    unless asked; every zoo entry point lives in one generated module, reused."""
+    import inspect
+
+    from timm.models import model_entrypoint
+
+    fn = model_entrypoint(HUB_BASE)
+    assert inspect.signature(fn).parameters["pretrained"].default is False
+    assert fn().training  # random init: timm's training mode
+    host = timm_plugin._host_module()
+    assert host is timm_plugin._host_module() is sys.modules[timm_plugin._HOST]
+    assert fn.__module__ == timm_plugin._HOST and HUB_BASE in host.default_cfgs
