@@ -413,6 +413,7 @@ def test_hook_and_fx_feature_extractors(family: str) -> None:
                     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5, msg=cls)
 
 
+@functools.lru_cache(maxsize=None)
 def _smallest_wrapped(level_fmt: str) -> str | None:
     """The model with the fewest parameters among those around a timm backbone whose levels
     give ``level_fmt`` outputs (NHWC: Swin's maps, NLC: a ViT's tokens): the wrapper treats them
@@ -427,18 +428,19 @@ def _smallest_wrapped(level_fmt: str) -> str | None:
     return min(sizes, key=sizes.__getitem__) if sizes else None
 
 
-def _smallest_nhwc_wrapped() -> str | None:
-    return _smallest_wrapped("NHWC")
+def _smallest_nhwc_model():
+    """A fresh, seeded, scriptable build of the smallest NHWC-wrapped model, in eval mode."""
+    name = _smallest_wrapped("NHWC")
+    assert name, "no zoo model wraps an NHWC timm backbone any more: drop this test"
+    with timm.set_scriptable(True):
+        torch.manual_seed(0)
+        return zoo.create(name).eval()
 
 
 def test_nhwc_backbones_compile_and_give_nchw_maps() -> None:
     """The smallest NHWC-wrapped model: TorchScript, torch.fx (no branch on a traced tensor's
     rank) and torch.export give eager's output; unpooled head output is NCHW like its features."""
-    name = _smallest_nhwc_wrapped()
-    assert name, "no zoo model wraps an NHWC timm backbone any more: drop this test"
-    with timm.set_scriptable(True):
-        torch.manual_seed(0)
-        model = zoo.create(name).eval()
+    model = _smallest_nhwc_model()
     x = _x(model.pretrained_cfg["input_size"], batch=1)
     with torch.no_grad():
         ref = model(x)
@@ -459,11 +461,7 @@ def test_hook_and_fx_features_of_nhwc_levels_are_nchw() -> None:
     fx-then-TorchScript features requires."""
     from zoo.model import features_only
 
-    name = _smallest_nhwc_wrapped()
-    assert name, "no zoo model wraps an NHWC timm backbone any more: drop this test"
-    with timm.set_scriptable(True):
-        torch.manual_seed(0)
-        model = zoo.create(name).eval()
+    model = _smallest_nhwc_model()
     x = _x(model.pretrained_cfg["input_size"], batch=2)
     with torch.no_grad():
         taps = model.forward_intermediates(x, indices=[0, -1], intermediates_only=True)

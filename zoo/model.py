@@ -397,7 +397,6 @@ class NhwcFeatureHookNet(FeatureHookNet):
         return [v.permute(0, 3, 1, 2) for v in out]
 
 
-
 def features_only(model: nn.Module, out_indices: Any = None, feature_cls: Any = None,
                   **feature_cfg: Any) -> nn.Module:
     """Wrap ``model`` in one of timm's feature extractors, as timm's ``features_only=True`` does.
