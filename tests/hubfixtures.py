@@ -94,10 +94,10 @@ def publish(hub: HubEmulator, monkeypatch: pytest.MonkeyPatch) -> Callable[..., 
                  num_classes: int | None = None) -> WeightsRecord:
         if not re.match(TAG_PATTERN, tag):
             raise ValueError(f"publish: {tag!r} is not a MODEL.TAG name")
-        if layout not in ("zoo", "original"):
-            raise ValueError(f"publish: layout must be 'zoo' or 'original', not {layout!r}")
+        if layout not in ("zoo", "original", "packed"):
+            raise ValueError(f"publish: layout must be 'zoo', 'original' or 'packed', not {layout!r}")
         metadata: dict[str, Any] = {"zoo_layout": layout}
-        if layout == "zoo":
+        if layout != "original":
             metadata["zoo_architecture"] = tag.split(".", 1)[0]
         data = safetensors_bytes(state_dict, metadata)
         repo_id = repo_id or f"zoo-test/{tag}"

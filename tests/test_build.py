@@ -335,6 +335,22 @@ def test_packed_weights_refuse_a_new_head_or_input(tmp_path) -> None:
         assert str(err.value) == message
 
 
+def test_packed_weights_under_a_registry_tag_carry_it(publish) -> None:
+    """A registry tag whose file is a packed (deployable) OFQ model loads the packed model,
+    and its ``pretrained_cfg`` names that tag and the pinned revision, as latent weights do."""
+    name = next(n for n in zoo.list_models() if zoo.get_spec(n).family == "ofq")
+    torch.manual_seed(5)
+    source = zoo.create(name).eval()
+    record = publish(f"{name}.hubpacked", source.packed_state_dict(), layout="packed")
+    model = zoo.create(f"{name}.hubpacked", pretrained=True)
+    assert model.packed and not model.training
+    assert model.pretrained_cfg["tag"] == "hubpacked"
+    assert model.pretrained_cfg["hf_hub_revision"] == record.hub.revision
+    x = torch.randn(1, *zoo.get_spec(name).data.input_size)
+    with torch.no_grad():
+        assert torch.allclose(model(x), source(x), atol=1e-5)
+
+
 def test_suggestions_are_the_close_names_joined_by_or() -> None:
     """Up to three names at least 70% alike (difflib's ratio), best first, joined by 'or'."""
     with pytest.raises(UnknownArgumentError) as err:
