@@ -5,10 +5,12 @@ Runtime against eager at batch 1 and 8, and write the support matrix: ``docs/exp
 
     python scripts/export_matrix.py                    # every model (hours on 2 cores)
     python scripts/export_matrix.py 'sret*' --resume   # some models; keep the other rows
+    python scripts/export_matrix.py --render --caveat "..."   # rewrite both files, measure nothing
 
 Each model runs in its own process (a crash or an out-of-memory kill is recorded as an error,
 not the end of the run), with ``--threads`` intra-op threads for both runtimes (default 2).
 ``--resume`` keeps rows whose formats both exported with the current spec (failures are retried).
+Both files are rewritten after every model, so a long run can be stopped and resumed.
 """
 from __future__ import annotations
 
@@ -107,6 +109,7 @@ def render_markdown(matrix: ExportMatrix) -> str:
              "output; bound 1e-4 unless the family documents another). Latency: median of the "
              "runs on the CPU with 2 threads, ONNX Runtime vs eager PyTorch. A failing export "
              "names the operation and the reason (`zoo export` says the same).", "",
+             *([f"**Caveat:** {matrix.caveat}", ""] if matrix.caveat else []),
              "| model | family | ONNX | ONNX rel. error | pt2 | pt2 rel. error | ORT / eager b1 (ms) "
              "| ORT / eager b8 (ms) |", "|---|---|---|---|---|---|---|---|"]
     for name in sorted(matrix.models):
@@ -182,6 +185,10 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per model")
     ap.add_argument("--out", type=Path, default=DOCS)
+    ap.add_argument("--caveat", help="a note on how this run was made, shown under the matrix's "
+                                     "heading ('' removes the previous one; kept by default)")
+    ap.add_argument("--render", action="store_true",
+                    help="measure nothing: rewrite both files from the JSON (e.g. with a new --caveat)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -190,6 +197,10 @@ def main() -> int:
     json_path = args.out / "export-matrix.json"
     old = json.loads(json_path.read_text()) if json_path.exists() else {}
     models: dict[str, dict] = dict(old.get("models", {}))
+    caveat = old.get("caveat") if args.caveat is None else (args.caveat or None)
+    if args.render:
+        _write(args.out, models, caveat)
+        return 0
     names = [n for n in zoo.list_models() if any(fnmatch.fnmatchcase(n, p) for p in args.patterns)]
     for i, name in enumerate(names, 1):
         digest = zoo.get_spec(name).digest()
@@ -202,18 +213,29 @@ def main() -> int:
         print(f"[{i}/{len(names)}] {name}: " + ", ".join(
             f"{f} {r['status']}" for f, r in models[name].items())
             + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+        _write(args.out, models, caveat)  # after every model: a long run can be stopped
+    _write(args.out, models, caveat)
+    return 0
+
+
+def _write(out: Path, models: dict[str, dict], caveat: str | None) -> None:
+    """Write the matrix (every catalog model measured so far) and its rendering, each file
+    replaced whole."""
     import torch
 
     matrix = ExportMatrix.model_validate({
         "version": VERSION, "generated": _dt.date.today().isoformat(),
         "zoo_version": zoo.__version__, "torch_version": torch.__version__,
-        "formats": FORMAT_NAMES,
+        "formats": FORMAT_NAMES, **({"caveat": caveat} if caveat else {}),
         "models": {n: models[n] for n in sorted(models) if n in zoo.list_models()}})
-    args.out.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(matrix.model_dump(mode="json", exclude_none=True), indent=1)
-                         + "\n")
-    (args.out / "export.md").write_text(render_markdown(matrix))
-    return 0
+    out.mkdir(parents=True, exist_ok=True)
+    for path, text in ((out / "export-matrix.json",
+                        json.dumps(matrix.model_dump(mode="json", exclude_none=True), indent=1)
+                        + "\n"),
+                       (out / "export.md", render_markdown(matrix))):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ is to eager PyTorch, and why an export fails.  Written by ``scripts/export_matri
     {
       "version": 1, "generated": "2026-12-07", "zoo_version": "0.1.0", "torch_version": "2.14.1",
       "formats": {"onnx": "ONNX (torch.onnx.export, dynamo)", "pt2": "torch.export"},
+      "caveat": "measured while the machine ran other work: latencies are noisy",
       "models": {
         "sret_s": {
           "onnx": {"status": "ok", "max_rel_error": 2.1e-06, "latency_ms": {"ort_b1": 3.1, ...}},
@@ -46,6 +47,8 @@ class ExportMatrix(StrictModel):
     zoo_version: str | None = None
     torch_version: str | None = None
     formats: dict[str, str] = Field(description="format id -> human-readable name")
+    caveat: str | None = Field(None, description="how the run was made, where it affects the "
+                                                 "numbers (e.g. a busy machine's latencies)")
     models: dict[str, dict[str, ExportResult]]
 
     def results(self, model: str) -> dict[str, ExportResult | None]:

@@ -68,7 +68,8 @@ class ConstructKernel2d(nn.Module):
             for dc in (0, 1):
                 col, share_c = cell[1] + dc, rest[1] if dc == 1 else 1 - rest[1]
                 inside = (row >= 0) & (row < size) & (col >= 0) & (col < size)
-                index = (row.clamp(0, size - 1) * size + col.clamp(0, size - 1)).long()
+                # cells outside get index 0 and a zero share (no clamp: ONNX export of it breaks)
+                index = torch.where(inside, row * size + col, torch.zeros_like(row)).long()
                 kernel = kernel.scatter_add(-1, index, weight * share_r * share_c * inside)
         return kernel.view(c_out, c_in, size, size)
 
