@@ -549,6 +549,7 @@ def test_timm_registers_each_tag_with_its_own_weights_and_licence() -> None:
         for full in tags:
             rec, cfg = registry().records[full], get_pretrained_cfg(full)
             assert cfg.tag == full.split(".", 1)[1] and cfg.license == rec.license, full
+            _assert_timm_cfg_is_zoos(cfg, name, cfg.tag)
             if rec.hub is None:
                 assert not cfg.hf_hub_id and not cfg.hf_hub_filename, full
                 checked_source += 1
@@ -558,8 +559,26 @@ def test_timm_registers_each_tag_with_its_own_weights_and_licence() -> None:
         if not tags:
             cfg = get_pretrained_cfg(name)
             assert not cfg.tag and not cfg.hf_hub_id and cfg.num_classes == zoo.get_spec(name).data.num_classes
+            _assert_timm_cfg_is_zoos(cfg, name, None)
             checked_untagged += 1
     assert checked_hub and checked_source and checked_untagged
+
+
+def _assert_timm_cfg_is_zoos(cfg, name: str, tag: str | None) -> None:
+    """timm's registered cfg holds every field of zoo's ``pretrained_cfg`` that timm's
+    ``PretrainedCfg`` has (the paper, the origin, the data config, the Hub file), as zoo's."""
+    import dataclasses
+
+    from timm.models import PretrainedCfg
+
+    from zoo.pretrained_cfg import pretrained_cfg
+
+    ours = pretrained_cfg(zoo.get_spec(name), tag)
+    shared = {f.name for f in dataclasses.fields(PretrainedCfg)} & set(ours)
+    assert {"paper_name", "origin_url", "mean", "input_size", "license"} <= shared
+    assert cfg.architecture == name and (cfg.tag or None) == tag
+    for key in shared - {"architecture", "tag"}:
+        assert getattr(cfg, key) == ours[key], (name, tag, key)
 
 
 # -- self-describing Hub repos' timm names (timm.create_model("hf-hub:org/repo")) -------------------
@@ -718,6 +737,12 @@ def test_timms_hub_config_loader_answers_for_zoo_repos_only(hub, tmp_path,
     assert name == f"{HUB_BASE}__user_edited" and cfg["num_classes"] == 7
     assert cfg["hf_hub_id"] == f"user/edited@{edited_commit}" and cfg["architecture"] == name
 
+    catalog_by_timm = {"architecture": HUB_BASE, "num_classes": 7, "model_args": {"num_classes": 7},
+                       "pretrained_cfg": {"input_size": [3, 64, 64]}}  # timm's push_to_hf_hub
+    hub.commit("user/timm-zoo-net", {"config.json": json.dumps(catalog_by_timm).encode()})
+    model = timm.create_model("hf-hub:user/timm-zoo-net")  # timm passes pretrained_model_args
+    assert isinstance(model, type(zoo.create(HUB_BASE))) and model.num_classes == 7
+
     timm_config = {"architecture": "resnet18", "num_classes": 5,
                    "pretrained_cfg": {"input_size": [3, 160, 160]}}
     hub.commit("user/timm-net", {"config.json": json.dumps(timm_config).encode()})
@@ -747,3 +772,4 @@ def test_entry_points_default_to_no_weights_and_share_one_host_module() -> None:
     host = timm_plugin._host_module()
     assert host is timm_plugin._host_module() is sys.modules[timm_plugin._HOST]
     assert fn.__module__ == timm_plugin._HOST and HUB_BASE in host.default_cfgs
+    assert f"zoo info {HUB_BASE}" in fn.__doc__  # help(fn) says where the model comes from

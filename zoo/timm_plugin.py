@@ -113,6 +113,13 @@ def _entrypoint(name: str):
 
 
 def _default_cfg(name: str):
+    """timm's ``DefaultCfg`` of a catalog model: one cfg per registry tag (its Hub file where the
+    record has one; a convertible source is a tag without weights), else one untagged cfg.  Keys
+    timm's ``PretrainedCfg`` lacks (``hf_hub_revision``, ``source_url``) stay in zoo's own
+    ``model.pretrained_cfg``; timm sets ``architecture`` and ``tag`` from the key."""
+    import dataclasses
+
+    from timm.models import PretrainedCfg
     from timm.models._registry import generate_default_cfgs
 
     from zoo.catalog import get_spec
@@ -120,21 +127,10 @@ def _default_cfg(name: str):
     from zoo.registry import registry
 
     spec = get_spec(name)
-    cfgs: dict[str, Any] = {}
-    tags = registry().tags_of(name)
-    for full in tags:
-        rec = registry().records[full]
-        tag = full.split(".", 1)[1]
-        cfg = {k: v for k, v in pretrained_cfg(spec, tag).items()
-               if k not in ("architecture", "tag", "hf_hub_revision", "source_url", "paper_name")}
-        if rec.hub is None:  # a convertible source: known to timm, but without weights
-            cfg.pop("hf_hub_id", None)
-            cfg.pop("hf_hub_filename", None)
-        cfgs[full] = cfg
-    if not cfgs:
-        base = pretrained_cfg(spec)
-        cfgs[name] = {k: v for k, v in base.items()
-                      if k not in ("architecture", "tag", "paper_name", "origin_url")}
+    fields = {f.name for f in dataclasses.fields(PretrainedCfg)}
+    tags = [full.partition(".")[2] for full in registry().tags_of(name)] or [None]
+    cfgs = {f"{name}.{tag}" if tag else name:
+            {k: v for k, v in pretrained_cfg(spec, tag).items() if k in fields} for tag in tags}
     return generate_default_cfgs(cfgs)[name]
 
 
