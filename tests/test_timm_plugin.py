@@ -33,6 +33,7 @@ def _registration_replayed_under_mutmut():
 
         for name in list(timm_plugin._registered):
             _registry._model_entrypoints.pop(name, None)
+        sys.modules.pop(timm_plugin._HOST, None)  # made anew by the (mutated) registration
         timm_plugin._registered.clear()
         timm_plugin.skipped.clear()
         loader = factory.load_model_config_from_hf
@@ -641,9 +642,10 @@ def test_repo_names_never_shadow_and_stay_stable(timm_registry_restored) -> None
     cfg = get_pretrained_cfg(name).to_dict()
     assert cfg["hf_hub_id"] == f"My-Org/Net.V2@{COMMIT_A}"
     assert cfg["num_classes"] == 1000 and cfg["input_size"] == edited.data.input_size
-    # the spec's own architecture name, tag and paper title are not carried over: timm sets
-    # the registered name; the repo has no tag
-    assert (cfg["architecture"], cfg.get("tag"), cfg.get("paper_name")) == (name, None, None)
+    # timm sets the registered name as the architecture; the repo has no tag; the paper is
+    # the one the repo's spec names
+    assert (cfg["architecture"], cfg.get("tag")) == (name, None)
+    assert cfg["paper_name"] == edited.paper.title
     catalog_cfg = get_pretrained_cfg(HUB_BASE).to_dict()
     assert (cfg["license"], cfg["origin_url"]) == (catalog_cfg["license"], catalog_cfg["origin_url"])
     fn = model_entrypoint(name)
@@ -771,5 +773,7 @@ def test_entry_points_default_to_no_weights_and_share_one_host_module() -> None:
     assert fn().training  # random init: timm's training mode
     host = timm_plugin._host_module()
     assert host is timm_plugin._host_module() is sys.modules[timm_plugin._HOST]
+    assert host.__name__ == timm_plugin._HOST
+    assert host.__doc__.startswith("timm entry points of zoo models")
     assert fn.__module__ == timm_plugin._HOST and HUB_BASE in host.default_cfgs
     assert f"zoo info {HUB_BASE}" in fn.__doc__  # help(fn) says where the model comes from

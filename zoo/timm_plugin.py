@@ -43,8 +43,7 @@ def _host_module(host: str = _HOST) -> types.ModuleType:
     mod = sys.modules.get(host)
     if mod is None:
         mod = types.ModuleType(host, "timm entry points of zoo models (generated)")
-        setattr(mod, "default_cfgs", {})
-        setattr(mod, "__all__", [])
+        setattr(mod, "default_cfgs", {})  # timm's register_model reads it (and adds __all__)
         sys.modules[host] = mod
     return mod
 
@@ -114,24 +113,30 @@ def _entrypoint(name: str):
 
 def _default_cfg(name: str):
     """timm's ``DefaultCfg`` of a catalog model: one cfg per registry tag (its Hub file where the
-    record has one; a convertible source is a tag without weights), else one untagged cfg.  Keys
-    timm's ``PretrainedCfg`` lacks (``hf_hub_revision``, ``source_url``) stay in zoo's own
-    ``model.pretrained_cfg``; timm sets ``architecture`` and ``tag`` from the key."""
-    import dataclasses
-
-    from timm.models import PretrainedCfg
+    record has one; a convertible source is a tag without weights), else one untagged cfg."""
     from timm.models._registry import generate_default_cfgs
 
     from zoo.catalog import get_spec
-    from zoo.pretrained_cfg import pretrained_cfg
     from zoo.registry import registry
 
     spec = get_spec(name)
-    fields = {f.name for f in dataclasses.fields(PretrainedCfg)}
     tags = [full.partition(".")[2] for full in registry().tags_of(name)] or [None]
-    cfgs = {f"{name}.{tag}" if tag else name:
-            {k: v for k, v in pretrained_cfg(spec, tag).items() if k in fields} for tag in tags}
+    cfgs = {f"{name}.{tag}" if tag else name: _timm_cfg(spec, tag) for tag in tags}
     return generate_default_cfgs(cfgs)[name]
+
+
+def _timm_cfg(spec: Any, tag: str | None = None) -> dict[str, Any]:
+    """zoo's ``pretrained_cfg`` of a spec (and tag), less the keys timm's ``PretrainedCfg``
+    lacks (``hf_hub_revision``, ``source_url``: zoo's own ``model.pretrained_cfg`` keeps them).
+    timm's registration sets ``architecture`` and ``tag`` from the registered name."""
+    import dataclasses
+
+    from timm.models import PretrainedCfg
+
+    from zoo.pretrained_cfg import pretrained_cfg
+
+    fields = {f.name for f in dataclasses.fields(PretrainedCfg)}
+    return {k: v for k, v in pretrained_cfg(spec, tag).items() if k in fields}
 
 
 def _hub_entrypoint(name: str, ref: str):
@@ -161,7 +166,6 @@ def _hub_name(hub: Any) -> str:
     from timm.models._registry import _model_entrypoints, generate_default_cfgs, register_model
 
     from zoo.catalog import catalog
-    from zoo.pretrained_cfg import pretrained_cfg
 
     spec = hub.spec
     doc = spec.model_dump(mode="json")
@@ -178,9 +182,7 @@ def _hub_name(hub: Any) -> str:
                 continue
             if name in _model_entrypoints or name in catalog().entries:
                 continue  # never shadow a catalog or timm model
-            cfg = {k: v for k, v in pretrained_cfg(spec).items()
-                   if k not in ("architecture", "tag", "paper_name")}
-            cfg["hf_hub_id"] = f"{hub.repo_id}@{hub.revision}"
+            cfg = {**_timm_cfg(spec), "hf_hub_id": f"{hub.repo_id}@{hub.revision}"}
             host = _host_module(_HUB_HOST)
             host.default_cfgs[name] = generate_default_cfgs({name: cfg})[name]
             register_model(_hub_entrypoint(name, hub.ref))
