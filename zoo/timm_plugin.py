@@ -120,8 +120,9 @@ def _default_cfg(name: str):
     from zoo.registry import registry
 
     spec = get_spec(name)
-    tags = [full.partition(".")[2] for full in registry().tags_of(name)] or [None]
-    cfgs = {f"{name}.{tag}" if tag else name: _timm_cfg(spec, tag) for tag in tags}
+    tags: list[str | None] = [full.partition(".")[2] for full in registry().tags_of(name)]
+    cfgs: dict[str, Any] = {f"{name}.{tag}" if tag else name: _timm_cfg(spec, tag)
+                            for tag in tags or [None]}
     return generate_default_cfgs(cfgs)[name]
 
 
