@@ -132,7 +132,7 @@ def render_markdown(matrix: ExportMatrix) -> str:
         family = zoo.get_spec(name).family if name in zoo.list_models() else "?"
         lines.append(f"| {name} | {family} | {status(onnx)} | {err(onnx)} | {status(pt2)} | "
                      f"{err(pt2)} | {timing[0]} | {timing[1]} |")
-    notes = sorted({r.note for row in matrix.models.values() for r in row.values() if r.note})
+    notes = _family_notes()
     if notes:
         lines += ["", "Family notes:", ""] + [f"- {n}" for n in notes]
     lines += _family_speedups(matrix)
@@ -142,6 +142,13 @@ def render_markdown(matrix: ExportMatrix) -> str:
                   "Run `python scripts/export_matrix.py --resume` to add them: "
                   + ", ".join(f"`{n}`" for n in missing) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _family_notes() -> list[str]:
+    """Each family's export note (its bound, what a runtime needs), from the family's code."""
+    from zoo.families import family_names, get_family
+
+    return [note for note in (get_family(f).hooks.export_note for f in family_names()) if note]
 
 
 def _family_speedups(matrix: ExportMatrix) -> list[str]:

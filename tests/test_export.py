@@ -188,6 +188,11 @@ def test_matrix_is_current_and_lists_every_model() -> None:
                     f"{name}: spec changed since its row; rerun scripts/export_matrix.py --resume"
     text = (ROOT / "docs" / "export.md").read_text()
     assert all(f"| {name} |" in text for name in matrix.models)
+    from zoo.families import get_family
+
+    notes = [get_family(f).hooks.export_note for f in family_names()]
+    assert any(notes) and all(note in text for note in notes), \
+        "docs/export.md lacks a family's export note; rerun scripts/export_matrix.py --render"
     missing = sorted(set(_shipped_models()) - set(matrix.models))
     unnamed = [name for name in missing if f"`{name}`" not in text]
     assert not unnamed, f"docs/export.md does not name {unnamed}; rerun scripts/export_matrix.py --render"
