@@ -54,7 +54,7 @@ def _measure_one(name: str, threads: int, runs: int) -> dict:
                 text = str(e).split(": ", 1)[-1]
                 op = text.split(":", 1)[0].removeprefix("operation ") if text.startswith(
                     "operation ") else None
-                row[fmt] = {"status": "error", "reason": text[:300], **({"op": op} if op else {})}
+                row[fmt] = {"status": "error", "reason": text[:600], **({"op": op} if op else {})}
                 continue
             result = {"status": "ok", "max_rel_error": float(f"{report.max_rel_error:.3g}"),
                       "spec_sha256": spec.digest()}

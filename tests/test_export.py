@@ -23,8 +23,8 @@ SMALL = "simplenetv1_small_m1_05"
 def _cheapest_deterministic(family: str) -> tuple[str, nn.Module]:
     """The family's cheapest model to export (fewest parameters, counted on the meta device,
     then fewest input pixels, then the name) among those whose inference is deterministic
-    (SReT's sliced models draw a random token permutation, so no export can match them; the
-    export check says so, tested below); derived from the catalog, so a new family is covered
+    (SReT's sliced models draw a random token permutation, so no export can match them; export
+    refuses them, tested below); derived from the catalog, so a new family is covered
     automatically.  Returns the name and the built model."""
     from zoo.measure import count_params
 
@@ -198,18 +198,53 @@ def test_matrix_is_current_and_lists_every_model() -> None:
     assert not unnamed, f"docs/export.md does not name {unnamed}; rerun scripts/export_matrix.py --render"
 
 
-@pytest.mark.slow
+class _Noisy(nn.Module):
+    """A model that draws random numbers at inference."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        return out + torch.rand_like(out)
+
+
 def test_model_random_at_inference_is_named_and_nothing_written(tmp_path) -> None:
-    """SReT's sliced models draw a random token permutation at every inference (as the
-    original): the check says the model is random, not that the export is wrong."""
-    for name in zoo.list_models(family="sret"):
-        model = zoo.create(name).eval()
-        x = example_input(zoo.get_spec(name).data.input_size, 1)
-        with torch.no_grad():
-            if not torch.equal(model(x), model(x)):
-                break
-    else:
-        pytest.fail("no SReT model draws random numbers at inference any more")
-    with pytest.raises(ExportError, match="random numbers at inference"):
-        export(name, format="pt2", out=tmp_path, model=model)
+    """A model whose two eager forwards of one input differ: the check says the model is
+    random, not that the export is wrong."""
+    model = _Noisy(zoo.create(SMALL))
+    with pytest.raises(ExportError) as err:
+        export(SMALL, format="pt2", out=tmp_path, model=model)
+    assert str(err.value) == (f"{SMALL} (pt2): the model draws random numbers at inference (two "
+                              "eager forwards of one input differ), so no export can match it; "
+                              "nothing was written")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "onnx"])
+def test_sliced_sret_is_refused_with_the_reason_before_exporting(fmt, tmp_path, monkeypatch) -> None:
+    """SReT's sliced models permute tokens at random in every forward, with either permutation
+    source: export refuses them up front, saying why, and writes nothing; the models without
+    slicing are not refused (they export: the family test above)."""
+    import zoo.export.run as run
+
+    monkeypatch.setattr(run, "_write", lambda *a, **k: pytest.fail("exported a refused model"))
+    sliced = [n for n in zoo.list_models(family="sret")
+              if any(st.recursive_groups > 1 for st in zoo.get_spec(n).arch.stages)]
+    assert sliced and len(sliced) < len(zoo.list_models(family="sret"))
+    name = min(sliced, key=lambda n: zoo.get_spec(n).arch.stages[0].dim)
+    for permutation in ("global_rng", "seeded"):
+        model = zoo.create(name, token_permutation=permutation, device="meta")
+        with pytest.raises(ExportError) as err:
+            export(name, format=fmt, out=tmp_path, model=model)
+        message = str(err.value)
+        assert message.startswith(f"{name} cannot be exported to {fmt}: its sliced group "
+                                  "self-attention permutes the tokens with torch.randperm")
+        assert "token_permutation='seeded' included" in message
+        assert message.endswith("; nothing was written")
+    assert list(tmp_path.iterdir()) == []
+    from zoo.families import get_family
+
+    for name in set(zoo.list_models(family="sret")) - set(sliced):
+        assert get_family("sret").export_refusal(zoo.create(name, device="meta")) is None, name

@@ -85,6 +85,10 @@ def export(name: str, *, format: Format, out: str | Path, weights: str | None = 
     if model is None:
         model = create(name, pretrained=tag is not None and weights is None, weights=weights)
     model = model.eval()
+    refusal = family.export_refusal(model)
+    if refusal:
+        raise ExportError(f"{model_name} cannot be exported to {format}: {refusal}; nothing was "
+                          "written")
     x = example_input(spec.data.input_size, batch or 2)
     metadata = metadata_for(model, model_name, weights or (name if tag else None))
     t0 = time.perf_counter()
@@ -147,8 +151,7 @@ def check_program(model: nn.Module, path: Path, input_size: tuple[int, ...],
                 raise ExportError(
                     f"{report.model} ({report.format}): the model draws random numbers at "
                     "inference (two eager forwards of one input differ), so no export can match "
-                    "it; export a deterministic configuration (e.g. SReT's "
-                    "token_permutation='seeded'); nothing was written")
+                    "it; nothing was written")
             got = runner(x)
         if tuple(got.shape) != tuple(expected.shape):
             raise ExportError(f"{report.model} ({report.format}): the exported program returns "

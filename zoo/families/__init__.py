@@ -100,6 +100,10 @@ class Family:
             raise FamilyError(f"the {self.name} family has nothing to calibrate")
         return self.hooks.calibrate(model, batches, num_batches)
 
+    def export_refusal(self, model: nn.Module) -> str | None:
+        """Why no exported program can reproduce ``model`` (None: nothing known against it)."""
+        return self.hooks.export_refusal(model) if self.hooks.export_refusal is not None else None
+
     def register_commands(self, subparsers: Any) -> None:
         """Add the family's ``zoo`` commands (its optional ``cli.py``)."""
         cli = self.module("cli")

@@ -44,6 +44,8 @@ class FamilyHooks:
         export_tolerance: the largest relative difference between an exported program's
             outputs and eager PyTorch that ``zoo export`` accepts for this family (default 1e-4),
             with ``export_note`` saying why a family needs more.
+        export_refusal: ``model -> reason or None``: why no exported program can reproduce this
+            model (``zoo export`` says so before exporting; None: try).
     """
 
     build: Callable[[SpecBase], nn.Module]
@@ -53,3 +55,4 @@ class FamilyHooks:
     calibrate: Callable[[nn.Module, Iterable[Any], int], int] | None = None
     export_tolerance: float = 1e-4
     export_note: str = ""
+    export_refusal: Callable[[nn.Module], str | None] | None = None

@@ -557,4 +557,17 @@ def convert(spec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-HOOKS = FamilyHooks(build=build, convert=convert)
+def export_refusal(model: nn.Module) -> Optional[str]:
+    """Sliced models permute their tokens at random before every recursive application's
+    sliced group self-attention (``GroupAttention``): no exported program draws the same
+    permutations."""
+    arch = getattr(model, "arch", None)
+    if not isinstance(arch, Arch) or all(st.recursive_groups == 1 for st in arch.stages):
+        return None
+    return ("its sliced group self-attention permutes the tokens with torch.randperm in every "
+            "forward; ONNX has no random permutation operator and torch.export keeps no private "
+            "generator (token_permutation='seeded' included), so no exported program can draw "
+            "the eager model's permutations; the models without slicing (*_wo_slice) export")
+
+
+HOOKS = FamilyHooks(build=build, convert=convert, export_refusal=export_refusal)
