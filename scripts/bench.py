@@ -13,7 +13,8 @@ fresh interpreter for every repeat.  The machine's load average is printed with 
 Anchors: ``import timm; timm.list_models()`` for listing, ``import timm`` for ``import zoo``,
 ``timm.create_model(..., pretrained=True)`` from a local file for pretrained loading (and zoo's
 own slow path, random init + ``load_state_dict``), the original implementation (or timm's port)
-for forward throughput, eager zoo for ``torch.compile``.  Original implementations are never
+for forward throughput, eager zoo for ``torch.compile``, eager PyTorch for ONNX Runtime (the ``onnx``
+rows: one exported model per family, ratio = eager / ONNX Runtime).  Original implementations are never
 committed: ``--reference-root`` points at checkouts you made (see scripts/references.py); rows
 whose reference is absent show no anchor.
 
@@ -247,6 +248,56 @@ def bench_forward(repeats: int, names: list[str], batch: int, reference_root: Pa
     return rows
 
 
+# -- ONNX Runtime against eager PyTorch -----------------------------------------------------------
+
+def one_model_per_family() -> list[str]:
+    """Each family's cheapest model that exports (fewest parameters, counted on the meta device,
+    then the name), derived from the catalog."""
+    import zoo
+    from zoo.families import family_names, get_family
+    from zoo.measure import count_params
+
+    names = []
+    for family in family_names():
+        def cost(n: str) -> tuple:
+            return count_params(zoo.create(n, device="meta")), n
+
+        names.append(next(n for n in sorted(zoo.list_models(family=family), key=cost)
+                          if get_family(family).export_refusal(zoo.create(n, device="meta")) is None))
+    return names
+
+
+def bench_onnx(repeats: int, names: list[str], threads: int = 2) -> list[dict]:
+    """Each model exported to ONNX (checked against eager by ``zoo.export``), then ONNX Runtime
+    and eager PyTorch timed alternately at batch 1 and 8, both with ``threads`` threads."""
+    import torch
+
+    import zoo
+    from zoo.export.formats import Runner
+    from zoo.export.run import example_input, export
+
+    torch.set_num_threads(threads)
+    rows = []
+    for name in names:
+        spec = zoo.get_spec(name)
+        model = zoo.create(name).eval()
+        with tempfile.TemporaryDirectory() as tmp:
+            report = export(name, format="onnx", out=Path(tmp) / "m.onnx", model=model)
+            runner = Runner(Path(report.path), threads=threads)
+            for batch in (1, 8):
+                x = example_input(spec.data.input_size, batch)
+                with torch.inference_mode():
+                    for _ in range(2):  # warm-up of both
+                        runner(x)
+                        model(x)
+                    o, e = _alternate(lambda: _timed(runner, x), lambda: _timed(model, x), repeats)
+                rows.append(_row(f"onnxruntime {spec.family}: {name} b{batch}",
+                                 statistics.median(o), "eager PyTorch", statistics.median(e),
+                                 note=f"max rel. error {report.max_rel_error:.1e}"))
+        del model
+    return rows
+
+
 # -- output --------------------------------------------------------------------------------------
 
 def print_table(rows: list[dict]) -> None:
@@ -272,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, help="repeats per measurement (default 7, quick 3)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
-    p.add_argument("--only", nargs="*", choices=("cold", "load", "forward"),
-                   help="run only these groups of rows")
+    p.add_argument("--only", nargs="*", choices=("cold", "load", "forward", "onnx"),
+                   help="run only these groups of rows (onnx: ONNX Runtime against eager "
+                        "PyTorch, one model per family unless --models; not in quick mode)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -288,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in catalog().entries]
     if unknown:
         p.error(f"unknown models: {unknown}")
-    groups = set(args.only or ("cold", "load", "forward"))
+    groups = set(args.only or ("cold", "load", "forward", *(() if args.quick else ("onnx",))))
     load0, t0 = os.getloadavg(), time.time()
     rows: list[dict] = []
     if "cold" in groups:
@@ -298,12 +350,15 @@ def main(argv: list[str] | None = None) -> int:
     if "forward" in groups:
         rows += bench_forward(repeats, names, args.batch_size, args.reference_root,
                               compile_too=not (args.quick or args.no_compile))
+    if "onnx" in groups:
+        rows += bench_onnx(repeats, args.models or one_model_per_family())
     load1 = os.getloadavg()
     print(f"# zoo benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads on "
           f"{os.cpu_count()} CPUs, {'quick' if args.quick else 'full'} mode, medians of "
           f"{repeats} alternating runs, {time.time() - t0:.0f} s; load average "
           f"{load0[0]:.1f} at start, {load1[0]:.1f} at end")
-    print("# ratio = anchor / zoo: > 1 means zoo is faster")
+    print("# ratio = anchor / zoo: > 1 means zoo is faster (onnxruntime rows: zoo = the exported "
+          "model in ONNX Runtime, anchor = eager PyTorch)")
     print_table(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

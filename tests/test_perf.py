@@ -277,6 +277,29 @@ def test_bench_quick_runs_and_prints_table(tmp_path: Path) -> None:
         assert r["operation"] in proc.stdout
 
 
+@pytest.mark.slow
+def test_bench_onnx_rows_compare_onnx_runtime_with_eager_per_family(tmp_path: Path) -> None:
+    """The benchmark's ``onnx`` group: one exportable model per family (from the catalog),
+    each with ONNX Runtime and eager PyTorch timed at batch 1 and 8 in one run (run here on the
+    smallest model only; the numbers are not asserted)."""
+    from zoo.families import family_names, get_family
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench
+
+    chosen = bench.one_model_per_family()
+    assert sorted(zoo.get_spec(n).family for n in chosen) == sorted(family_names())
+    for name in chosen:
+        model = zoo.create(name, device="meta")
+        assert get_family(zoo.get_spec(name).family).export_refusal(model) is None, name
+    small = "simplenetv1_small_m1_05"
+    rows = bench.bench_onnx(1, [small])
+    assert [r["operation"] for r in rows] == [f"onnxruntime simplenet: {small} b{b}" for b in (1, 8)]
+    for r in rows:
+        assert r["zoo_s"] > 0 and r["anchor_s"] > 0 and r["anchor"] == "eager PyTorch"
+        assert r["ratio"] == r["anchor_s"] / r["zoo_s"]
+
+
 def test_loaded_tensors_have_their_own_aligned_storage(saved) -> None:
     """zoo.weights reads every tensor into a fresh allocation (64-byte aligned by torch's CPU
     allocator), not as a view at the file's byte offset; a batch of one then gives the same
