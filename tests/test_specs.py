@@ -556,3 +556,13 @@ def test_family_spec_model_is_specbase_with_the_family_literal_and_its_arch() ->
     for bad in ({"family": "other", "arch": {"width": 3}}, {"family": "toy_net_v2"}, {"arch": {"width": 3}}):
         with pytest.raises(ValidationError):
             model.model_validate({**base, "name": "t", **bad})
+
+
+def test_family_of_a_malformed_entry_is_none() -> None:
+    """``Catalog.family_of`` reads the resolved, not yet validated document: a family that is
+    not a string is no family (the spec's validation reports it)."""
+    cat = Catalog()
+    cat.add_document({"name": "odd_net", "family": ["simplenet"]}, "test")
+    cat.add_document({"name": "plain_net", "family": "simplenet"}, "test")
+    assert cat.family_of("odd_net") is None and cat.family_of("plain_net") == "simplenet"
+    assert cat.names(family="simplenet") == ["plain_net"]

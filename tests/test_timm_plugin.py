@@ -752,9 +752,23 @@ def test_timms_hub_config_loader_answers_for_zoo_repos_only(hub, tmp_path,
     assert name == "resnet18" and cfg["num_classes"] == 5 and cfg["input_size"] == [3, 160, 160]
     assert (cfg, name) == original("user/timm-net")[:2]
 
+    # timm's own loader gets timm's own arguments (its cache_dir, given either way)
+    for i, call in enumerate((lambda d: loader("user/timm-net", d),
+                              lambda d: loader("user/timm-net", cache_dir=d))):
+        cache = tmp_path / f"timm-cache-{i}"
+        assert call(str(cache))[1] == "resnet18"
+        assert (cache / "models--user--timm-net").is_dir()
+
+    # the revision asked for is the one read: a zoo config at the head, timm's before it
+    first = hub.commit("user/mixed", {"config.json": json.dumps(timm_config).encode()})
+    hub.commit("user/mixed", files)
+    assert loader(f"user/mixed@{first}")[1] == "resnet18"
+    assert loader("user/mixed")[1] == HUB_BASE
+
     with pytest.raises(Exception) as missing:  # timm's own error for a repo that is not there
         loader("user/absent")
     assert not isinstance(missing.value, zoo.errors.ZooError)
+    assert "user/absent" in str(missing.value)
 
     hub.hostile("user/zoo-net", "config.json", headers={"X-Repo-Commit": "../../evil"})
     with pytest.raises(HubResponseError):

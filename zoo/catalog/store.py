@@ -123,8 +123,7 @@ class Catalog:
                     raise SpecError(f"`extends: {base_name}` names an unknown model",
                                     source=entry.source, model=name,
                                     problems=[str(UnknownModelError(base_name, self.entries))])
-                base = dict(self.resolve(base_name, (*_chain, name)))
-                base.pop("name", None)
+                base = self.resolve(base_name, (*_chain, name))  # its name is replaced below
                 merged = yamlio.merge_spec(merged, base)
             merged = yamlio.merge_spec(merged, raw)
             merged["name"] = name
