@@ -704,7 +704,7 @@ def test_hub_entry_point_builds_from_the_repo_timm_passes(monkeypatch) -> None:
         assert calls.pop()[0] == "hf-hub:org/repo@" + COMMIT_A
 
 
-def test_timms_hub_config_loader_answers_for_zoo_repos_only(hub, tmp_path,
+def test_timms_hub_config_loader_answers_for_zoo_repos_only(hub, tmp_path, monkeypatch,
                                                            timm_registry_restored) -> None:
     """timm.create_model("hf-hub:...") asks ``load_model_config_from_hf`` for the repo's
     config: zoo's wrapper (installed once) answers for repos zoo wrote (a zoo name, the config's
@@ -758,6 +758,21 @@ def test_timms_hub_config_loader_answers_for_zoo_repos_only(hub, tmp_path,
         cache = tmp_path / f"timm-cache-{i}"
         assert call(str(cache))[1] == "resnet18"
         assert (cache / "models--user--timm-net").is_dir()
+
+    # offline, a repo that only timm's own cache_dir holds (zoo's cache does not): timm's loader
+    # finds it there
+    hub.commit("user/timm-offline", {"config.json": json.dumps(timm_config).encode()})
+    own_cache = str(tmp_path / "timm-own-cache")
+    original("user/timm-offline", cache_dir=own_cache)
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for call in (lambda: loader("user/timm-offline", own_cache),
+                 lambda: loader("user/timm-offline", cache_dir=own_cache)):
+        assert call()[1] == "resnet18"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
 
     # the revision asked for is the one read: a zoo config at the head, timm's before it
     first = hub.commit("user/mixed", {"config.json": json.dumps(timm_config).encode()})
