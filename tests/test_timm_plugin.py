@@ -704,6 +704,40 @@ def test_hub_entry_point_builds_from_the_repo_timm_passes(monkeypatch) -> None:
         assert calls.pop()[0] == "hf-hub:org/repo@" + COMMIT_A
 
 
+def test_register_new_registers_the_names_given_past_those_it_skips(timm_registry_restored,
+                                                                   monkeypatch) -> None:
+    """``register_new(names)`` registers exactly those names: one already registered, a timm
+    built-in's name and a name that fails are skipped (each with its reason, a failure warned
+    about), and the names after them still register; other catalog names are left alone."""
+    from timm.models import _registry, is_model
+
+    registered = sorted(timm_plugin._registered)
+    done, again, untouched = registered[0], registered[1], registered[2]
+    monkeypatch.setattr(timm_plugin, "_registered", set(registered) - {again, untouched})
+    monkeypatch.setattr(timm_plugin, "skipped", {})
+    for name in (again, untouched):
+        _registry._model_entrypoints.pop(name)
+    with pytest.warns(UserWarning, match="zoo: zoo_no_such_net not registered in timm: "
+                                         "UnknownModelError: "):
+        timm_plugin.register_new([done, "resnet18", "zoo_no_such_net", again])
+    assert is_model(again) and again in timm_plugin._registered
+    assert not is_model(untouched) and untouched not in timm_plugin._registered
+    assert timm_plugin.skipped["resnet18"] == "timm has a built-in model of this name"
+    assert timm_plugin.skipped["zoo_no_such_net"].startswith("UnknownModelError: ")
+    assert set(timm_plugin.skipped) == {"resnet18", "zoo_no_such_net"}
+
+
+def test_register_new_waits_for_timm(monkeypatch) -> None:
+    """Before timm is imported, or while it is half imported (no ``create_model`` yet),
+    ``register_new`` does nothing (the import hook calls it once timm is complete)."""
+    import types
+
+    monkeypatch.delitem(sys.modules, "timm")
+    assert timm_plugin.register_new() is None
+    monkeypatch.setitem(sys.modules, "timm", types.ModuleType("timm"))
+    assert timm_plugin.register_new() is None
+
+
 def test_timms_hub_config_loader_answers_for_zoo_repos_only(hub, tmp_path, monkeypatch,
                                                            timm_registry_restored) -> None:
     """timm.create_model("hf-hub:...") asks ``load_model_config_from_hf`` for the repo's
