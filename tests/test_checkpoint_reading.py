@@ -388,3 +388,25 @@ def test_text_start_cut_inside_a_character_is_still_shown(tmp_path: Path) -> Non
     assert shown.endswith("\ufffd")
     assert str(err.value) == (f"{tmp_path / 't.pth'}: this is a text file, not a checkpoint (it "
                               f"starts with {shown!r}); download the checkpoint file itself")
+
+
+def test_a_checkpoint_saved_from_gpu_tensors_loads_on_the_cpu(tmp_path: Path) -> None:
+    """Original checkpoints are mostly saved from CUDA tensors: their storages are tagged
+    ``cuda:0`` and load onto the CPU (``map_location``), on a machine without a GPU too.  The
+    file is made here by tagging CPU storages as CUDA ones while saving."""
+    from torch import serialization
+
+    def as_cuda(storage):
+        return "cuda:0"
+
+    entry = (1, as_cuda, lambda obj, location: None)  # tag at save time; restore as usual
+    serialization._package_registry.append(entry)
+    serialization._package_registry.sort(key=lambda e: e[0])
+    try:
+        torch.save({"weight": torch.arange(6.0).reshape(2, 3)}, tmp_path / "gpu.pth")
+    finally:
+        serialization._package_registry.remove(entry)
+    assert b"cuda:0" in (tmp_path / "gpu.pth").read_bytes()
+    state = load_original_checkpoint(tmp_path / "gpu.pth")
+    assert state["weight"].device.type == "cpu"
+    assert torch.equal(state["weight"], torch.arange(6.0).reshape(2, 3))
