@@ -566,3 +566,13 @@ def test_family_of_a_malformed_entry_is_none() -> None:
     cat.add_document({"name": "plain_net", "family": "simplenet"}, "test")
     assert cat.family_of("odd_net") is None and cat.family_of("plain_net") == "simplenet"
     assert cat.names(family="simplenet") == ["plain_net"]
+
+
+def test_a_spec_validated_from_python_is_named_as_a_dict() -> None:
+    """Errors name where a spec came from; one handed over as a Python dict (no file) is
+    ``<dict>``."""
+    from zoo.catalog.schema import validate_spec
+
+    with pytest.raises(SpecError) as err:
+        validate_spec(["not", "a", "mapping"])
+    assert str(err.value) == "a spec must be a mapping, not list (in <dict>)"
