@@ -91,6 +91,41 @@ def test_exported_file_runs_at_other_batch_sizes_and_carries_preprocessing(tmp_p
     del model
 
 
+def test_large_onnx_weights_go_to_a_data_file_beside_the_graph(tmp_path, monkeypatch) -> None:
+    """Protobuf holds at most 2 GiB: above 1 GiB of weights (forced here for a small model) the
+    graph names a ``.data`` file beside it, under the output's own name, written only once the
+    check passed; a failed check leaves neither file."""
+    import zoo.export.run as run
+    from zoo.export.formats import ONNX_EXTERNAL_BYTES, weight_bytes
+
+    model = zoo.create(SMALL)
+    monkeypatch.setattr(run, "ONNX_EXTERNAL_BYTES", weight_bytes(model) - 1)
+    assert ONNX_EXTERNAL_BYTES == 1 << 30
+    report = export(SMALL, format="onnx", out=tmp_path / "small.onnx", model=model)
+    assert report.data_path == str(tmp_path / "small.onnx.data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.onnx", "small.onnx.data"]
+    assert (tmp_path / "small.onnx").stat().st_size < weight_bytes(model) / 10
+    (tmp_path / "elsewhere").mkdir()
+    for name in ("small.onnx", "small.onnx.data"):  # the pair moves together
+        (tmp_path / name).rename(tmp_path / "elsewhere" / name)
+    x = example_input(zoo.get_spec(SMALL).data.input_size, 2, seed=4)
+    with torch.no_grad():
+        expected = model.eval()(x)
+    got = Runner(tmp_path / "elsewhere" / "small.onnx")(x)
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert read_metadata(tmp_path / "elsewhere" / "small.onnx")["zoo.model"] == SMALL
+
+    small_report = export(SMALL, format="onnx", out=tmp_path / "plain.onnx", model=model,
+                          external_data=False)
+    assert small_report.data_path is None and not (tmp_path / "plain.onnx.data").exists()
+
+    monkeypatch.setattr(run, "check_program", lambda *a, **k: (_ for _ in ()).throw(
+        ExportError("planted check failure")))
+    with pytest.raises(ExportError, match="planted"):
+        export(SMALL, format="onnx", out=tmp_path / "failed.onnx", model=model)
+    assert not [p for p in tmp_path.iterdir() if "failed" in p.name]
+
+
 def test_onnx_metadata_and_fixed_batch(tmp_path) -> None:
     report = export(SMALL, format="onnx", out=tmp_path / "m.onnx", batch=2)
     assert report.checked_batches == (2,) and report.batch == "2"

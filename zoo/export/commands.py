@@ -30,8 +30,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     checked = (f"; checked at batch {', '.join(map(str, report.checked_batches))}: max relative "
                f"error {report.max_rel_error:.2e} (bound {report.tolerance:g})"
                if report.checked_batches else "; not checked (--no-check)")
-    print(f"{report.model} -> {report.path} ({report.format}, batch {report.batch}){checked}, "
-          f"{report.seconds:.1f} s")
+    weights = f" (weights in {report.data_path}, keep it beside)" if report.data_path else ""
+    print(f"{report.model} -> {report.path}{weights} ({report.format}, batch {report.batch})"
+          f"{checked}, {report.seconds:.1f} s")
     return 0
 
 

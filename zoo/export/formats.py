@@ -15,6 +15,8 @@ FORMATS: tuple[Format, ...] = ("onnx", "pt2")
 SUFFIX = {"onnx": ".onnx", "pt2": ".pt2"}
 METADATA_FILE = "zoo.json"  # the metadata inside a .pt2 archive
 MAX_BATCH = 4096
+# weights above this go to a ``<file>.data`` beside the ONNX graph: protobuf cannot hold 2 GiB
+ONNX_EXTERNAL_BYTES = 1 << 30
 
 
 def dynamic_shapes(batch: int | None) -> Any:
@@ -37,7 +39,9 @@ def write_pt2(model: nn.Module, x: torch.Tensor, path: Path, *, batch: int | Non
 
 
 def write_onnx(model: nn.Module, x: torch.Tensor, path: Path, *, batch: int | None,
-               opset: int | None, metadata: dict[str, Any]) -> None:
+               opset: int | None, metadata: dict[str, Any], external_data: bool = False) -> None:
+    """The ONNX graph at ``path``; with ``external_data`` its weights in
+    :func:`onnx_data_path` (``path`` + ``.data``), which the graph names relative to itself."""
     import onnx
 
     program = torch.onnx.export(model, (x,), dynamo=True, dynamic_shapes=dynamic_shapes(batch),
@@ -45,11 +49,33 @@ def write_onnx(model: nn.Module, x: torch.Tensor, path: Path, *, batch: int | No
                                 output_names=["logits"], verbose=False, report=False)
     if program is None:  # the exporter returns the program with dynamo=True
         raise RuntimeError("torch.onnx.export returned no program")
-    program.save(str(path))
-    proto = onnx.load(str(path))
+    program.save(str(path), external_data=external_data)
+    proto = onnx.load(str(path), load_external_data=False)
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+    onnx.save(proto, str(path))
+
+
+def onnx_data_path(path: Path) -> Path:
+    """Where the weights of an ONNX graph written with ``external_data`` are: beside it."""
+    return path.with_name(path.name + ".data")
+
+
+def weight_bytes(model: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+
+
+def point_onnx_data(path: Path, data_name: str) -> None:
+    """Make the ONNX graph at ``path`` read its external weights from ``data_name``, a file
+    beside it (the graph is rewritten; the weights are not touched)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    for tensor in proto.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = data_name
     onnx.save(proto, str(path))
 
 

@@ -22,7 +22,9 @@ from torch import nn
 from zoo.build import create
 from zoo.catalog import get_spec, split_name
 from zoo.errors import ExportError, UsageError
-from zoo.export.formats import FORMATS, SUFFIX, Format, Runner, write_onnx, write_pt2
+from zoo.export.formats import (FORMATS, ONNX_EXTERNAL_BYTES, SUFFIX, Format, Runner,
+                                onnx_data_path, point_onnx_data, weight_bytes, write_onnx,
+                                write_pt2)
 from zoo.families import get_family
 from zoo.version import __version__
 
@@ -44,6 +46,7 @@ class ExportReport:
     tolerance_note: str = ""
     seconds: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict)
+    data_path: str | None = None  # an ONNX graph's weights, where they are a file of their own
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,12 +67,14 @@ def metadata_for(model: nn.Module, name: str, weights: str | None) -> dict[str, 
 
 def export(name: str, *, format: Format, out: str | Path, weights: str | None = None,
            batch: int | None = None, opset: int | None = None, check: bool = True,
-           model: nn.Module | None = None) -> ExportReport:
+           model: nn.Module | None = None, external_data: bool | None = None) -> ExportReport:
     """Export zoo model ``name`` (``name.tag`` loads the tag's weights; ``weights`` any weights
     reference) to ``out`` as ``format`` (``onnx`` or ``pt2``).  ``batch=None``: a dynamic batch
     dimension, else that fixed size.  With ``check`` the file is run and compared with eager
     PyTorch (:class:`ExportError` beyond the family's bound).  The file is written atomically:
-    nothing is left at ``out`` when export or the check fails."""
+    nothing is left at ``out`` when export or the check fails.  An ONNX model whose weights
+    exceed protobuf's limit (``external_data=None``: above 1 GiB) keeps them in ``out.data``
+    beside the graph (``external_data=True`` forces it)."""
     if format not in FORMATS:
         raise UsageError(f"unknown export format {format!r}; use one of {', '.join(FORMATS)}")
     if batch is not None and batch < 1:
@@ -96,23 +101,33 @@ def export(name: str, *, format: Format, out: str | Path, weights: str | None = 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=SUFFIX[format], dir=out.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    if external_data is None:
+        external_data = weight_bytes(model) > ONNX_EXTERNAL_BYTES
+    external_data = external_data and format == "onnx"
+    tmp_data, out_data = onnx_data_path(tmp), onnx_data_path(out)
     try:
         with torch.no_grad():
             _write(format, model, x, tmp, batch=batch, opset=opset, metadata=metadata,
-                   what=model_name)
+                   what=model_name, external_data=external_data)
         report = ExportReport(model=model_name, format=format, path=str(out),
                               batch="dynamic" if batch is None else str(batch),
                               tolerance=family.hooks.export_tolerance,
-                              tolerance_note=family.hooks.export_note, metadata=metadata)
+                              tolerance_note=family.hooks.export_note, metadata=metadata,
+                              data_path=str(out_data) if external_data else None)
         if check:
             check_program(model, tmp, spec.data.input_size, report,
                           batches=CHECK_BATCHES if batch is None else (batch,))
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o666 & ~umask)  # mkstemp's 0600 -> what a plain open() would have made
+        if external_data:  # checked: the graph now names the weights' final file
+            point_onnx_data(tmp, out_data.name)
+            tmp_data.chmod(0o666 & ~umask)
+            os.replace(tmp_data, out_data)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+        tmp_data.unlink(missing_ok=True)
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -122,10 +137,11 @@ def example_input(input_size: tuple[int, ...], batch: int, seed: int = 0) -> tor
 
 
 def _write(format: Format, model: nn.Module, x: torch.Tensor, path: Path, *, batch: int | None,
-           opset: int | None, metadata: dict[str, Any], what: str) -> None:
+           opset: int | None, metadata: dict[str, Any], what: str, external_data: bool) -> None:
     try:
         if format == "onnx":
-            write_onnx(model, x, path, batch=batch, opset=opset, metadata=metadata)
+            write_onnx(model, x, path, batch=batch, opset=opset, metadata=metadata,
+                       external_data=external_data)
         else:
             write_pt2(model, x, path, batch=batch, metadata=metadata)
     except ExportError:
