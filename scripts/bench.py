@@ -259,11 +259,9 @@ def one_model_per_family() -> list[str]:
 
     names = []
     for family in family_names():
-        def cost(n: str) -> tuple:
-            return count_params(zoo.create(n, device="meta")), n
-
-        names.append(next(n for n in sorted(zoo.list_models(family=family), key=cost)
-                          if get_family(family).export_refusal(zoo.create(n, device="meta")) is None))
+        metas = {n: zoo.create(n, device="meta") for n in zoo.list_models(family=family)}
+        ranked = sorted(metas, key=lambda n: (count_params(metas[n]), n))
+        names.append(next(n for n in ranked if get_family(family).export_refusal(metas[n]) is None))
     return names
 
 
