@@ -15,6 +15,7 @@ from zoo.families.kat.model import RATIONAL_INIT, GroupRational, group_rational
 from zoo.measure import count_macs, count_params
 
 TINY = "kat_tiny_patch16_224"
+KAT = zoo.list_models(family="kat")  # every variant of specs/kat.yaml
 
 
 @torch.no_grad()
@@ -134,23 +135,25 @@ UPSTREAM_PARAMS = {"kat_tiny_patch16_224": 5_718_328, "kat_small_patch16_224": 2
                    "kat_base_patch16_224": 86_568_568}
 
 
-@pytest.mark.parametrize("name", sorted(UPSTREAM_PARAMS))
+@pytest.mark.parametrize("name", KAT)
 def test_param_counts_equal_upstream(name) -> None:
     from zoo.build import build_model
 
+    assert name in UPSTREAM_PARAMS, f"{name}: add upstream's parameter count"
     model = build_model(zoo.get_spec(name), meta=True)
     assert count_params(model) == UPSTREAM_PARAMS[name]
     reported = zoo.get_spec(name).reported.params_m
     assert round(count_params(model) / 1e6, 1) == reported
 
 
-@pytest.mark.parametrize("name,vit", [("kat_tiny_patch16_224", "vit_tiny_patch16_224"),
-                                      ("kat_small_patch16_224", "vit_small_patch16_224"),
-                                      ("kat_base_patch16_224", "vit_base_patch16_224")])
-def test_macs_equal_the_vit_of_the_same_size(name, vit) -> None:
-    """GR-KAN keeps the MLP's matmuls (Sec. 4.2): KAT's multiply-accumulates are the ViT's; the
-    rationals add only elementwise work, which count_macs does not count."""
+@pytest.mark.parametrize("name", KAT)
+def test_macs_equal_the_vit_of_the_same_size(name) -> None:
+    """GR-KAN keeps the MLP's matmuls (Sec. 4.2): KAT's multiply-accumulates are the ViT's (timm's
+    ``vit_<size>_patch16_224``); the rationals add only elementwise work, which count_macs does
+    not count."""
     import timm
+
+    vit = name.replace("kat_", "vit_", 1)
 
     from zoo.build import build_model
 
@@ -302,7 +305,7 @@ def test_hub_record_pins_a_file_of_this_model() -> None:
     payload = 4 * UPSTREAM_PARAMS["kat_base_patch16_224"]
     assert payload < rec.hub.size < payload + 64_000
     assert all(registry().records[f"{n}.{t}"].hub is None
-               for n in UPSTREAM_PARAMS for t in ("in1k", "in1k_vitft")
+               for n in KAT for t in ("in1k", "in1k_vitft")
                if (n, t) != ("kat_base_patch16_224", "in1k_vitft"))
 
 
@@ -320,11 +323,12 @@ TOP1 = {"kat_tiny_patch16_224": (74.6, 75.7), "kat_small_patch16_224": (81.2, 82
         "kat_base_patch16_224": (82.3, 82.8)}
 
 
-@pytest.mark.parametrize("name", sorted(TOP1))
+@pytest.mark.parametrize("name", KAT)
 def test_reported_and_registered_accuracies(name) -> None:
     """The spec carries the from-scratch number; each tag's record the accuracy of its weights."""
     from zoo.registry import registry
 
+    assert name in TOP1, f"{name}: add the paper's top-1"
     scratch, vitft = TOP1[name]
     assert zoo.get_spec(name).reported.top1 == scratch
     assert set(registry().tags_of(name)) == {f"{name}.in1k", f"{name}.in1k_vitft"}
