@@ -88,3 +88,32 @@ def test_zoo_check_reports_a_misplaced_file(tmp_path, monkeypatch, capsys) -> No
     monkeypatch.setattr(entry, "source", str(data_dir("specs") / "not_its_family.yaml"))
     assert main(["check"]) == 1
     assert entry.name in capsys.readouterr().err
+
+
+
+def test_the_documented_layers_are_the_contract() -> None:
+    """docs/architecture.md's diagram names exactly the modules of the layers contract, row by
+    row in the contract's order (a row may hold several of its layers)."""
+    import re
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layers = next(c for c in contracts["contracts"] if c["type"] == "layers")["layers"]
+    diagram = (ROOT / "docs" / "architecture.md").read_text().split("```\n", 2)[1]
+    rows: list[str] = []
+    for line in diagram.splitlines():  # "<label>  item · item ...", continued on indented lines
+        if line.startswith(" ") and rows:
+            rows[-1] += " " + line.strip()
+        else:
+            rows.append(line[15:])
+    row_of = {}
+    for i, row in enumerate(rows):
+        for item in row.split("·"):
+            name = re.match(r"\s*(\w+)", item)
+            assert name, f"a diagram item without a module name: {item!r}"
+            row_of[name.group(1)] = i
+    modules = [[m.strip() for m in re.split(r"[|:]", layer)] for layer in layers]
+    assert set(row_of) == {m for layer in modules for m in layer}
+    order = [max(row_of[m] for m in layer) for layer in modules]
+    assert order == sorted(order) and all(min(row_of[m] for m in layer) == o
+                                          for layer, o in zip(modules, order)), order
