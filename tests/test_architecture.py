@@ -117,3 +117,17 @@ def test_the_documented_layers_are_the_contract() -> None:
     order = [max(row_of[m] for m in layer) for layer in modules]
     assert order == sorted(order) and all(min(row_of[m] for m in layer) == o
                                           for layer, o in zip(modules, order)), order
+
+
+def test_no_module_outside_a_family_imports_it() -> None:
+    """The core (and every other family) reaches a family only through ``zoo.families.Family``,
+    which loads it by name: no import statement anywhere else, inside functions included, names a
+    family's package or its modules."""
+    import grimp
+
+    graph = grimp.build_graph("zoo", cache_dir=None)
+    for family in family_names():
+        package = get_family(family).package
+        own = {package} | graph.find_descendants(package)
+        outside = {m for mod in own for m in graph.find_modules_that_directly_import(mod)} - own
+        assert not outside, f"{sorted(outside)} import the {family} family directly"
