@@ -90,7 +90,6 @@ def test_zoo_check_reports_a_misplaced_file(tmp_path, monkeypatch, capsys) -> No
     assert entry.name in capsys.readouterr().err
 
 
-
 def test_the_documented_layers_are_the_contract() -> None:
     """docs/architecture.md's diagram names exactly the modules of the layers contract, row by
     row in the contract's order (a row may hold several of its layers)."""
