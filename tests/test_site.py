@@ -166,6 +166,128 @@ def test_every_model_on_the_site_without_measuring(tmp_path: Path) -> None:
     assert [m["name"] for m in data["models"]] == names
 
 
+def _rgb(colour: str) -> tuple[int, ...]:
+    assert re.fullmatch(r"#[0-9a-f]{6}", colour), colour
+    return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+
+
+def _closest_pair(colours: list[str]) -> float:
+    import itertools
+    import math
+
+    return min(math.dist(_rgb(a), _rgb(b)) for a, b in itertools.combinations(colours, 2))
+
+
+@pytest.mark.parametrize("n", sorted({len(zoo.list_families()), 12, 13, 16, 24}))
+def test_family_colours_are_distinct(n: int) -> None:
+    """One colour per family that a reader can tell apart from every other family's (the first
+    families beyond the fixed palette once got near-copies of its blue)."""
+    from zoo.site.plots import PALETTE, family_colours
+
+    families = [f"fam{i:02d}" for i in range(n)]
+    colours = family_colours(families)
+    assert list(colours) == families
+    assert [colours[f] for f in families[:len(PALETTE)]] == list(PALETTE[:n])  # stable
+    assert _closest_pair(list(colours.values())) >= (50 if n <= 16 else 35)
+
+
+def test_index_plots_one_colour_per_family(tmp_path: Path) -> None:
+    """Every plot point of a family has that family's colour (hollow points: the outline), the
+    legend shows it, and no two families share one."""
+    for i, name in enumerate(zoo.list_models()):  # made-up measurements: every model plotted
+        spec = zoo.get_spec(name)
+        ms.write_cached(spec, ms.Measured((i + 1) * 10**6, (i + 1) * 10**8,
+                                          tuple(spec.data.input_size)), tmp_path / "c")
+    build_site(tmp_path / "s", measure=False, cache_dir=tmp_path / "c", export_matrix=None)
+    index = (tmp_path / "s" / "index.html").read_text()
+    seen: dict[str, set[str]] = {}
+    for dot in re.findall(r'<circle [^>]*class="pt[ "][^>]*>', index):
+        fill, stroke = re.search(r'fill="([^"]+)" stroke="([^"]+)"', dot).groups()
+        family = re.search(r'data-family="([^"]+)"', dot).group(1)
+        seen.setdefault(family, set()).add(stroke if fill == "#fff" else fill)
+    assert set(seen) == {f for f in zoo.list_families() if zoo.list_models(family=f)}
+    assert all(len(c) == 1 for c in seen.values()), seen
+    colours = {f: c.pop() for f, c in seen.items()}
+    assert _closest_pair(list(colours.values())) >= 50, colours
+    legend = index[index.index('<ul class="legend">'):]
+    for family, colour in colours.items():
+        assert f'fill="{colour}"></circle></svg> {family}</li>' in legend, family
+
+
+def test_index_table_columns(tmp_path: Path) -> None:
+    """The table's columns: family, measured params/MACs beside the paper's and the difference,
+    input size, top-1 with its source, weights availability, licence."""
+    from zoo.registry import registry
+
+    name = "nasnet_a_large"
+    spec = zoo.get_spec(name)
+    rep = spec.reported
+    assert rep is not None and rep.params_m and rep.macs_m and rep.top1
+    ms.write_cached(spec, ms.Measured(round(rep.params_m * 1.1e6), round(rep.macs_m * 0.95e6),
+                                      tuple(spec.data.input_size)), tmp_path / "c")
+    build_site(tmp_path / "s", [name, "sret_t", "simplenet_cifar_5m"], measure=False,
+               cache_dir=tmp_path / "c", export_matrix=None)
+    index = (tmp_path / "s" / "index.html").read_text()
+    head = index[index.index('<table id="models"'):index.index("</thead>")]
+    labels = re.findall(r'<button type="button" data-type="(?:num|text)" title="[^"]*">([^<]+)<', head)
+    assert labels == ["Model", "Family", "Params", "paper", "Δ", "MACs", "paper", "Δ", "Input",
+                      "Top-1", "Weights", "Licence"]
+
+    def cells(model: str) -> list[str]:
+        row = re.search(rf'<tr data-model="{model}".*?</tr>', index, re.S).group(0)
+        return [html.unescape(re.sub(r"<[^>]+>", " ", c)).split()
+                for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+
+    row = cells(name)
+    h, w = spec.data.input_size[1:]
+    licence = registry().records[registry().tags_of(name)[0]].license
+    assert row[0] == [name] and row[1] == [spec.family]
+    assert row[2] == [f"{rep.params_m * 1.1:.3g}M"] and row[4] == ["+10.0%"]
+    assert row[5][0].endswith("M") or row[5][0].endswith("G")
+    assert row[7] == ["-5.0%"] and row[8] == [f"{h}×{w}"]
+    assert row[9][0] == f"{rep.top1:g}" and " ".join(row[9][1:]) == " ".join(rep.source.split())
+    assert row[10] == ["Hub", "file"] and " ".join(row[11]) == licence
+    assert cells("sret_t")[10][0] == "convertible"
+    assert cells("sret_t")[2] == ["–"] and cells("sret_t")[4] == ["–"]  # not measured: no Δ
+    cifar = cells("simplenet_cifar_5m")
+    assert cifar[9][:2] == [f"{zoo.get_spec('simplenet_cifar_5m').reported.top1:g}", "(cifar-10)"]
+
+
+def test_plot_cost_axes_are_logarithmic() -> None:
+    """Equal ratios of cost are equal distances on the x axis; top-1 stays linear."""
+    from zoo.site.plots import Axis, Point, Scatter
+
+    points = [Point(x, y, f"m{i}", "f", "", "#") for i, (x, y) in
+              enumerate([(1.0, 60.0), (10.0, 70.0), (100.0, 75.0), (1000.0, 80.0)])]
+    svg = Scatter("t", Axis("cost (log scale)"), Axis("top-1", log=False, unit_millions=False),
+                  points, {"f": "#1f77b4"}).svg()
+    xs = [float(v) for v in re.findall(r'<circle cx="([0-9.]+)"', svg)]
+    ys = [float(v) for v in re.findall(r'<circle cx="[0-9.]+" cy="([0-9.]+)"', svg)]
+    steps = [b - a for a, b in zip(xs, xs[1:])]
+    assert min(steps) > 0 and max(steps) - min(steps) < 0.5, xs
+    assert abs((ys[0] - ys[1]) / (ys[1] - ys[2]) - 2.0) < 0.05, ys  # 10 points vs 5 points
+
+
+def test_site_loads_nothing_from_elsewhere(tmp_path: Path) -> None:
+    """Offline: every script, stylesheet, icon and image a page loads is a file of the site."""
+    build_site(tmp_path / "s", [SMALL, "nasnet_a_large", "simplenet_cifar_5m"], measure=False,
+               cache_dir=tmp_path / "c")
+    pages = [tmp_path / "s" / "index.html", *sorted((tmp_path / "s" / "models").iterdir())]
+    for page in pages:
+        text = page.read_text()
+        tags = re.findall(r"<(?:script|link|img|iframe|source|embed|object|audio|video)\b[^>]*>", text)
+        assert len(tags) >= 3, page
+        for tag in tags:
+            for url in re.findall(r'\b(?:src|href|data)="([^"]*)"', tag):
+                assert not re.match(r"([a-z][a-z0-9+.-]*:|//)", url, re.I), (page.name, tag)
+                assert (page.parent / url).resolve().is_file(), (page.name, url)
+        assert "@import" not in text and "url(" not in text
+        assert "default-src 'none'" in html.unescape(text)  # the CSP forbids other origins
+    for asset in (tmp_path / "s" / "assets").iterdir():
+        text = asset.read_text()
+        assert not re.search(r"@import|url\(\s*['\"]?(https?:)?//|fetch\(|XMLHttpRequest", text), asset
+
+
 def test_model_page_content(tmp_path: Path) -> None:
     from zoo.registry import registry
 
@@ -213,6 +335,37 @@ def test_export_matrix_shown_where_known(tmp_path: Path) -> None:
     other = (tmp_path / "s" / "models" / "simplenetv1_small_m2_05.html").read_text()
     section = other[other.index('id="export"'):other.index('id="paper"')]
     assert section.count(">unknown<") == 2
+
+
+def test_export_matrix_caveat_is_shown(tmp_path: Path) -> None:
+    """A matrix's caveat (how its numbers were made, e.g. noisy latencies) stands beside them."""
+    path = _matrix(tmp_path, {
+        "version": 1, "formats": {"onnx": "ONNX"}, "caveat": "a busy machine: latencies are noisy",
+        "models": {SMALL: {"onnx": {"status": "ok", "latency_ms": {"ort_b1": 3.0}}}}})
+    build_site(tmp_path / "s", [SMALL], measure=False, cache_dir=tmp_path / "c", export_matrix=path)
+    page = (tmp_path / "s" / "models" / f"{SMALL}.html").read_text()
+    section = page[page.index('id="export"'):page.index('id="paper"')]
+    assert "ort_b1 3 ms" in section and "a busy machine: latencies are noisy" in section
+
+
+def test_default_export_matrix_is_the_checkouts(tmp_path: Path) -> None:
+    """Without --export-matrix, model pages show docs/export-matrix.json's rows."""
+    from zoo.site.exports import ExportMatrix, default_path
+
+    assert default_path() == ROOT / "docs" / "export-matrix.json"
+    matrix = ExportMatrix.model_validate_json(default_path().read_text())
+    known = sorted(matrix.models)[0]
+    unknown = next(n for n in zoo.list_models() if n not in matrix.models)
+    report = build_site(tmp_path / "s", [known, unknown], measure=False, cache_dir=tmp_path / "c")
+    assert report.export_matrix == default_path()
+    page = (tmp_path / "s" / "models" / f"{known}.html").read_text()
+    section = page[page.index('id="export"'):page.index('id="paper"')]
+    for fmt, res in matrix.models[known].items():
+        assert f'<th scope="row">{html.escape(matrix.formats[fmt])}</th><td class="export-' \
+               f'{res.status}">{res.status}<' in section
+    other = (tmp_path / "s" / "models" / f"{unknown}.html").read_text()
+    section = other[other.index('id="export"'):other.index('id="paper"')]
+    assert section.count(">unknown<") == len(matrix.formats)
 
 
 @pytest.mark.parametrize("doc, message", [
@@ -323,3 +476,16 @@ def test_every_model_measured(tmp_path: Path) -> None:
     assert all(m["params"] > 0 and m["macs"] > 0 for m in data["models"])
     report = build_site(tmp_path / "s", measure=False, cache_dir=tmp_path / "c", export_matrix=None)
     assert report.cached == names
+
+
+def test_readme_shows_the_command_and_the_screenshot() -> None:
+    """The README gives `zoo catalog --out` and shows docs/catalog-index.png, which is a real
+    screenshot (a PNG of the index, as scripts/catalog_screenshot.py writes it)."""
+    from PIL import Image
+
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(r"`zoo catalog --out \S+`", readme)
+    assert "](docs/catalog-index.png)" in readme and "(docs/catalog.md)" in readme
+    with Image.open(ROOT / "docs" / "catalog-index.png") as img:
+        assert img.format == "PNG" and img.width >= 900 and img.height >= 700
+        assert len(img.convert("RGB").getcolors(1 << 20)) > 50

@@ -56,6 +56,8 @@ class Page:
         self.page = browser.new_page(viewport={"width": width, "height": height})
         self.errors: list[str] = []
         self.dialogs: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
 
@@ -109,6 +111,9 @@ def test_index_loads_without_console_errors(browser, small_site) -> None:
     assert _row_names(page) == sorted(m["name"] for m in data["models"])
     page.wait_for_load_state("networkidle")
     assert p.errors == [] and p.dialogs == []
+    # offline: the page, its script, stylesheet and icon, all from the site itself
+    assert all(r.startswith(url) for r in p.requests), p.requests
+    assert {url + "index.html", url + "assets/site.js", url + "assets/site.css"} <= set(p.requests)
     p.close()
 
 
@@ -236,7 +241,9 @@ def test_model_page_opens_from_the_index(browser, small_site) -> None:
     page.locator('#plot-top1-macs-0 a.pt-link[data-model="sret_t"] circle.pt').click()
     page.wait_for_url("**/models/sret_t.html")
     assert page.locator("h1").inner_text() == "sret_t"
+    page.wait_for_load_state("networkidle")
     assert p.errors == []
+    assert all(r.startswith(url) for r in p.requests), p.requests
     p.close()
 
 

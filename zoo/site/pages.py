@@ -417,7 +417,8 @@ def _exports(r: ModelRow, matrix: "ExportMatrix | None") -> Raw:
                                              el("th", "max rel. error"), el("th", "details"))),
                    el("tbody", trs), class_="numbers"),
                 el("p", f"From the export matrix ({when})." if when else "From the export matrix.",
-                   class_="muted"))
+                   class_="muted"),
+                el("p", "Caveat: ", matrix.caveat, class_="muted caveat") if matrix.caveat else None)
 
 
 def model_page(r: ModelRow, *, version: str, export_matrix: "ExportMatrix | None") -> str:

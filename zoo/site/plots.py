@@ -6,6 +6,8 @@ row) and ``data-label`` (the hover text ``site.js`` shows).
 """
 from __future__ import annotations
 
+import colorsys
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,14 +18,36 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939")
 
 
+def _hex(rgb: tuple[float, float, float]) -> str:
+    return "#" + "".join(f"{round(v * 255):02x}" for v in rgb)
+
+
+def _rgb(colour: str) -> tuple[float, float, float]:
+    return (int(colour[1:3], 16) / 255, int(colour[3:5], 16) / 255, int(colour[5:7], 16) / 255)
+
+
+@functools.lru_cache(maxsize=1)
+def _candidates() -> tuple[str, ...]:
+    """Colours that read well as a dot on white: hues every 10 degrees at a few lightness and
+    saturation levels, leaving out the pale ones (luma above 0.6: yellows, light greens)."""
+    rgbs = (colorsys.hls_to_rgb(h / 36, light, sat)
+            for h in range(36) for light in (0.3, 0.42, 0.54) for sat in (0.55, 0.85))
+    return tuple(_hex(c) for c in rgbs if 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2] <= 0.6)
+
+
 def family_colours(families: list[str]) -> dict[str, str]:
-    """A fixed colour per family (sorted order); beyond the palette, evenly spaced hues."""
-    out = {}
+    """A fixed colour per family (sorted order): the palette first, then, for each further
+    family, the candidate colour farthest from every colour already given (so no two families
+    share a look-alike colour however many there are)."""
+    out: dict[str, str] = {}
+    taken = [_rgb(c) for c in PALETTE]
     for i, fam in enumerate(sorted(families)):
         if i < len(PALETTE):
             out[fam] = PALETTE[i]
-        else:
-            out[fam] = f"hsl({(i * 137.508) % 360:.0f}, 55%, 45%)"
+            continue
+        best = max(_candidates(), key=lambda c: (min(math.dist(_rgb(c), t) for t in taken), c))
+        taken.append(_rgb(best))
+        out[fam] = best
     return out
 
 
