@@ -160,3 +160,41 @@ def test_readme_lists_every_command_and_debug() -> None:
         assert f"zoo {' '.join(argv)}" in readme, argv
     assert "--debug" in readme
     assert "zoo[design]" in readme or ".[design]" in readme
+
+
+
+def test_demo_checks_the_image_before_building_the_model(monkeypatch, tmp_path, capsys) -> None:
+    import zoo.build
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the model was built before --image was checked")
+
+    monkeypatch.setattr(zoo.build, "create", no_build)
+    picture = tmp_path / "photo.png"
+    picture.write_text("not an image")
+    for image, expected in ((picture, "not an image"), (tmp_path / "none.png", "no such file"),
+                            (tmp_path, "not a regular file")):
+        assert main(["demo", SMALL, "--image", str(image)]) == 2
+        assert expected in _one_error(capsys)
+
+
+def test_demo_says_whose_top1_it_prints(capsys) -> None:
+    assert main(["demo", SMALL]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("top-1"))
+    assert "as the paper reports it" in line and "not measured here" in line
+
+
+def test_source_only_messages_describe_the_published_file(monkeypatch, tmp_path, capsys) -> None:
+    """A safetensors original is called that, and the message does not talk about unpickling;
+    a pickle original keeps the warning."""
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
+    monkeypatch.delenv("ZOO_ALLOW_SOURCE_FETCH", raising=False)
+    assert main(["demo", "singlepath_nas_100", "--pretrained"]) == 2
+    line = _one_error(capsys)
+    assert "published only as a safetensors file in upstream's layout" in line
+    assert "`zoo fetch singlepath_nas_100.rmsp_in1k`" in line
+    assert not any(word in line for word in ("pickle", "weights_only", "an safetensors"))
+    assert main(["download", SMALL]) == 2
+    line = _one_error(capsys)
+    assert "published only as an original pickle checkpoint" in line
+    assert "weights_only" in line and "never unpickles" in line

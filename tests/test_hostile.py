@@ -508,3 +508,32 @@ def test_server_values_are_checked_against_their_own_shape() -> None:
         check_server_value("x-linked-etag", "../../x", "http://h")
     assert "x-linked-etag header that is not a content hash (40 or 64 hex digits): '../../x'." \
         in str(err.value)
+
+
+# -- 10. messages that mislead --------------------------------------------------------------------
+
+def test_input_size_error_suggests_only_what_works(tmp_path) -> None:
+    """A fixed-size model given another size names fixes that each work: resizing with the
+    model's data config, ``img_size=`` where the family resamples (KAT), else a spec variant
+    with the new ``data.input_size`` (and ``arch.img_size`` where the arch has one, OFQ)."""
+    from timm.data import resolve_data_config
+
+    from zoo.errors import InputShapeError, UnknownArgumentError
+
+    kat = zoo.create("kat_tiny_patch16_224", depth=1).eval()
+    with pytest.raises(InputShapeError) as err:
+        kat(torch.randn(1, 3, 160, 160))
+    text = str(err.value)
+    assert "Resize the input to 224x224" in text and "resolve_data_config(model=model)" in text
+    assert "img_size=(h, w)" in text and "data.input_size" in text and "arch.img_size" in text
+    assert resolve_data_config(model=kat)["input_size"] == (3, 224, 224)
+    resized = zoo.create("kat_tiny_patch16_224", depth=1, img_size=160).eval()
+    assert resized(torch.randn(1, 3, 160, 160)).shape == (1, 1000)
+    with pytest.raises(UnknownArgumentError, match="img_size"):
+        zoo.create("ofq_deit_tiny_w2a2", img_size=160)
+    spec = tmp_path / "variant.yaml"
+    spec.write_text("models:\n  ofq_deit_tiny_w2a2_160:\n    extends: ofq_deit_tiny_w2a2\n"
+                    "    data: {input_size: [3, 160, 160]}\n    arch: {img_size: 160}\n")
+    zoo.register_specs(spec)
+    ofq = zoo.create("ofq_deit_tiny_w2a2_160").eval()
+    assert ofq(torch.randn(1, 3, 160, 160)).shape == (1, 1000)
