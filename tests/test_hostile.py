@@ -188,6 +188,25 @@ def test_hostile_not_found_cannot_plant_a_ref(sandbox, hub) -> None:
     assert not list(root.rglob("planted"))
 
 
+@pytest.mark.parametrize("fault", [
+    {"body": b"\x00" * 100},  # other bytes under the file's own headers: a size mismatch
+    {"body": b"\x00" * 100, "headers": {"X-Linked-Size": "100"}},  # sizes agree: not safetensors
+    {"body": b"<!DOCTYPE html><html>sign in</html>", "headers": {"Content-Type": "text/html"}},
+    {"body": b""},
+    {"status": 500}, {"status": 403}, {"status": 418},
+    {"status": 302, "headers": {"Location": "/../../victim.txt"}},
+], ids=lambda fault: "-".join(f"{k}={str(v)[:12]}" for k, v in fault.items()))
+def test_hostile_statuses_and_bodies_end_in_zoo_errors(sandbox, hub, fault) -> None:
+    """The emulator's hostile mode with other status codes and bodies: a zoo error, and
+    nothing outside the caches changes."""
+    root, check = sandbox
+    _serve(hub, "org/net", _reference())
+    hub.hostile("org/net", "model.safetensors", **fault)
+    with pytest.raises(ZooError):
+        zoo.create(NAME, weights="hf-hub:org/net")
+    check()
+
+
 header_values = st.one_of(
     st.text(alphabet=st.sampled_from(list("0123456789abcdef./-\"W ")), max_size=70),
     st.sampled_from(["a" * 40, "b" * 64, '"' + "c" * 64 + '"', "../" * 5, "..", "/", ""]))
