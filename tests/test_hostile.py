@@ -309,19 +309,31 @@ config_keys = st.sampled_from(["architecture", "num_classes", "num_features", "p
        section=st.dictionaries(st.sampled_from(["layout", "tag", "spec", "extra"]), json_values,
                                max_size=3))
 @HOSTILE_SETTINGS
-def test_any_config_json_is_an_error_or_a_correct_load(tmp_path_factory, top, section) -> None:
-    tmp = tmp_path_factory.mktemp("cfg")
+def test_any_config_json_is_an_error_or_a_correct_load(sandbox, hub, top, section) -> None:
+    """Each generated config.json, in a local folder and served by the Hub beside the same
+    weights: a zoo error or a correct load, and nothing written outside the caches (the input
+    folder itself is left as it was)."""
+    root, check = sandbox
     config = dict(top)
     if section:
         config["zoo"] = section
-    folder = _folder(tmp, config=config)
-    try:
-        model = zoo.create(NAME, weights=folder)
-    except ZooError:
-        return
-    assert model.num_classes == (config.get("num_classes") or 1000)
-    if model.num_classes == 1000:
-        assert torch.equal(model(_x()), _reference()(_x()))
+    folder = root / "input"
+    if not folder.exists():
+        save_pretrained(_reference(), folder)
+    (folder / "config.json").write_text(json.dumps(config))
+    given = _listing(folder, ())
+    commit = hub.commit("org/cfg", {name: (folder / name).read_bytes()
+                                    for name in ("model.safetensors", "config.json")})
+    for weights in (folder, f"hf-hub:org/cfg@{commit}"):
+        try:
+            model = zoo.create(NAME, weights=weights)
+        except ZooError:
+            continue
+        assert model.num_classes == (config.get("num_classes") or 1000)
+        if model.num_classes == 1000:
+            assert torch.equal(model(_x()), _reference()(_x()))
+    check(folder)
+    assert _listing(folder, ()) == given
 
 
 def test_spec_num_classes_beyond_any_label_set_is_a_spec_error() -> None:
