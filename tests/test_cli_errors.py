@@ -75,6 +75,9 @@ def test_missing_required_argument(argv, capsys) -> None:
     (["bench", SMALL, "--batch-size", "0"], "positive integer"),
     (["bench", SMALL, "--runs", "-1"], "positive integer"),
     (["bench", SMALL, "--warmup", "x"], "integer"),
+    (["bench", SMALL, "--batch-size", str(10**12), "--runs", "1"], "smaller --batch-size"),
+    (["bench", SMALL, "--img-size", "3", "--runs", "1", "--warmup", "0"],
+     "cannot run at --img-size 3"),
     (["bench", SMALL, "--device", "cuda:7"], "device"),
     (["bench", SMALL, "--device", "nonsense"], "device"),
     (["calibrate", "bignas_attentivenas_a0", "--data", "/no/such/dir", "--out", "o"],
@@ -160,3 +163,89 @@ def test_readme_lists_every_command_and_debug() -> None:
         assert f"zoo {' '.join(argv)}" in readme, argv
     assert "--debug" in readme
     assert "zoo[design]" in readme or ".[design]" in readme
+
+
+def test_demo_checks_the_image_before_building_the_model(monkeypatch, tmp_path, capsys) -> None:
+    import zoo.build
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the model was built before --image was checked")
+
+    monkeypatch.setattr(zoo.build, "create", no_build)
+    picture = tmp_path / "photo.png"
+    picture.write_text("not an image")
+    for image, expected in ((picture, "not an image"), (tmp_path / "none.png", "no such file"),
+                            (tmp_path, "not a regular file")):
+        assert main(["demo", SMALL, "--image", str(image)]) == 2
+        assert expected in _one_error(capsys)
+
+
+def test_demo_says_whose_top1_it_prints(capsys) -> None:
+    assert main(["demo", SMALL]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("top-1"))
+    assert "as the paper reports it" in line and "not measured here" in line
+
+
+def test_source_only_messages_describe_the_published_file(monkeypatch, tmp_path, capsys) -> None:
+    """A safetensors original is called that, and the message does not talk about unpickling;
+    a pickle original keeps the warning."""
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
+    monkeypatch.delenv("ZOO_ALLOW_SOURCE_FETCH", raising=False)
+    assert main(["demo", "singlepath_nas_100", "--pretrained"]) == 2
+    line = _one_error(capsys)
+    assert "published only as a safetensors file in upstream's layout" in line
+    assert "`zoo fetch singlepath_nas_100.rmsp_in1k`" in line
+    assert not any(word in line for word in ("pickle", "weights_only", "an safetensors"))
+    assert main(["download", SMALL]) == 2
+    line = _one_error(capsys)
+    assert "published only as an original pickle checkpoint" in line
+    assert "weights_only" in line and "never unpickles" in line
+
+
+@pytest.mark.parametrize("argv", [
+    ["catalog", SMALL, "--no-measure", "--quiet", "--out", "{blocked}/site"],
+    ["design", "deepmad", "--macs", "1e9", "--params", "5e6", "--out", "{blocked}/d.yaml"],
+], ids=lambda argv: argv[0])
+def test_unusable_output_path_is_named_not_called_a_bug(argv, tmp_path, capsys) -> None:
+    """An --out below a regular file: the file system's answer, naming the path, not 'a bug'."""
+    blocked = tmp_path / "file"
+    blocked.write_text("mine")
+    assert main([a.format(blocked=blocked) for a in argv]) == 2
+    line = _one_error(capsys)
+    assert str(blocked) in line and "check that this path" in line and "a bug" not in line
+    assert blocked.read_text() == "mine" and list(tmp_path.iterdir()) == [blocked]
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), OSError("no path in it")],
+                         ids=["RuntimeError", "OSError"])
+def test_other_failures_are_reported_as_bugs_in_one_line(error, monkeypatch, capsys) -> None:
+    import zoo.cli
+
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(zoo.cli, "cmd_families", fail)
+    assert main(["families"]) == 2
+    line = _one_error(capsys)
+    assert f"unexpected {type(error).__name__}" in line and "this is a bug" in line
+    assert "zoo --debug" in line
+    with pytest.raises(type(error)):
+        main(["--debug", "families"])
+
+
+def test_catalog_checks_out_before_measuring(monkeypatch, tmp_path, capsys) -> None:
+    import zoo.site.generate
+
+    def no_collect(*args, **kwargs):
+        raise AssertionError("models were measured before --out was checked")
+
+    monkeypatch.setattr(zoo.site.generate, "collect", no_collect)
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    for out, expected in ((afile, "is not a folder"), (foreign, "was not written by `zoo catalog`")):
+        assert main(["catalog", SMALL, "--quiet", "--out", str(out)]) == 2
+        assert expected in _one_error(capsys)
+    assert afile.read_text() == "mine" and (foreign / "notes.txt").read_text() == "mine"

@@ -188,6 +188,25 @@ def test_hostile_not_found_cannot_plant_a_ref(sandbox, hub) -> None:
     assert not list(root.rglob("planted"))
 
 
+@pytest.mark.parametrize("fault", [
+    {"body": b"\x00" * 100},  # other bytes under the file's own headers: a size mismatch
+    {"body": b"\x00" * 100, "headers": {"X-Linked-Size": "100"}},  # sizes agree: not safetensors
+    {"body": b"<!DOCTYPE html><html>sign in</html>", "headers": {"Content-Type": "text/html"}},
+    {"body": b""},
+    {"status": 500}, {"status": 403}, {"status": 418},
+    {"status": 302, "headers": {"Location": "/../../victim.txt"}},
+], ids=lambda fault: "-".join(f"{k}={str(v)[:12]}" for k, v in fault.items()))
+def test_hostile_statuses_and_bodies_end_in_zoo_errors(sandbox, hub, fault) -> None:
+    """The emulator's hostile mode with other status codes and bodies: a zoo error, and
+    nothing outside the caches changes."""
+    root, check = sandbox
+    _serve(hub, "org/net", _reference())
+    hub.hostile("org/net", "model.safetensors", **fault)
+    with pytest.raises(ZooError):
+        zoo.create(NAME, weights="hf-hub:org/net")
+    check()
+
+
 header_values = st.one_of(
     st.text(alphabet=st.sampled_from(list("0123456789abcdef./-\"W ")), max_size=70),
     st.sampled_from(["a" * 40, "b" * 64, '"' + "c" * 64 + '"', "../" * 5, "..", "/", ""]))
@@ -290,19 +309,31 @@ config_keys = st.sampled_from(["architecture", "num_classes", "num_features", "p
        section=st.dictionaries(st.sampled_from(["layout", "tag", "spec", "extra"]), json_values,
                                max_size=3))
 @HOSTILE_SETTINGS
-def test_any_config_json_is_an_error_or_a_correct_load(tmp_path_factory, top, section) -> None:
-    tmp = tmp_path_factory.mktemp("cfg")
+def test_any_config_json_is_an_error_or_a_correct_load(sandbox, hub, top, section) -> None:
+    """Each generated config.json, in a local folder and served by the Hub beside the same
+    weights: a zoo error or a correct load, and nothing written outside the caches (the input
+    folder itself is left as it was)."""
+    root, check = sandbox
     config = dict(top)
     if section:
         config["zoo"] = section
-    folder = _folder(tmp, config=config)
-    try:
-        model = zoo.create(NAME, weights=folder)
-    except ZooError:
-        return
-    assert model.num_classes == (config.get("num_classes") or 1000)
-    if model.num_classes == 1000:
-        assert torch.equal(model(_x()), _reference()(_x()))
+    folder = root / "input"
+    if not folder.exists():
+        save_pretrained(_reference(), folder)
+    (folder / "config.json").write_text(json.dumps(config))
+    given = _listing(folder, ())
+    commit = hub.commit("org/cfg", {name: (folder / name).read_bytes()
+                                    for name in ("model.safetensors", "config.json")})
+    for weights in (folder, f"hf-hub:org/cfg@{commit}"):
+        try:
+            model = zoo.create(NAME, weights=weights)
+        except ZooError:
+            continue
+        assert model.num_classes == (config.get("num_classes") or 1000)
+        if model.num_classes == 1000:
+            assert torch.equal(model(_x()), _reference()(_x()))
+    check(folder)
+    assert _listing(folder, ()) == given
 
 
 def test_spec_num_classes_beyond_any_label_set_is_a_spec_error() -> None:
@@ -508,3 +539,32 @@ def test_server_values_are_checked_against_their_own_shape() -> None:
         check_server_value("x-linked-etag", "../../x", "http://h")
     assert "x-linked-etag header that is not a content hash (40 or 64 hex digits): '../../x'." \
         in str(err.value)
+
+
+# -- 10. messages that mislead --------------------------------------------------------------------
+
+def test_input_size_error_suggests_only_what_works(tmp_path) -> None:
+    """A fixed-size model given another size names fixes that each work: resizing with the
+    model's data config, ``img_size=`` where the family resamples (KAT), else a spec variant
+    with the new ``data.input_size`` (and ``arch.img_size`` where the arch has one, OFQ)."""
+    from timm.data import resolve_data_config
+
+    from zoo.errors import InputShapeError, UnknownArgumentError
+
+    kat = zoo.create("kat_tiny_patch16_224", depth=1).eval()
+    with pytest.raises(InputShapeError) as err:
+        kat(torch.randn(1, 3, 160, 160))
+    text = str(err.value)
+    assert "Resize the input to 224x224" in text and "resolve_data_config(model=model)" in text
+    assert "img_size=(h, w)" in text and "data.input_size" in text and "arch.img_size" in text
+    assert resolve_data_config(model=kat)["input_size"] == (3, 224, 224)
+    resized = zoo.create("kat_tiny_patch16_224", depth=1, img_size=160).eval()
+    assert resized(torch.randn(1, 3, 160, 160)).shape == (1, 1000)
+    with pytest.raises(UnknownArgumentError, match="img_size"):
+        zoo.create("ofq_deit_tiny_w2a2", img_size=160)
+    spec = tmp_path / "variant.yaml"
+    spec.write_text("models:\n  ofq_deit_tiny_w2a2_160:\n    extends: ofq_deit_tiny_w2a2\n"
+                    "    data: {input_size: [3, 160, 160]}\n    arch: {img_size: 160}\n")
+    zoo.register_specs(spec)
+    ofq = zoo.create("ofq_deit_tiny_w2a2_160").eval()
+    assert ofq(torch.randn(1, 3, 160, 160)).shape == (1, 1000)

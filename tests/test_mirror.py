@@ -412,7 +412,8 @@ def test_fetch_takes_both_files_from_dir(sources, registry_copy, tmp_path, monke
     (["fetch", "sret_t.nosuchtag"], "unknown weights tag"),
     (["fetch", "ofq_deit_tiny_w2a2.in1k"], "no direct download .*--from-dir"),
     (["fetch", "ofq_deit_tiny_w2a2.in1k", "--from-dir", "/no/such/dir"], "no such folder"),
-    (["mirror", "--org", "bad org", "--dry-run"], "invalid Hub organization"),
+    (["mirror", "--org", "bad org", "--dry-run"], "invalid Hub organization 'bad org': give"),
+    (["mirror", "--org", "../x"], "invalid Hub organization '../x': .*no '/', '..'"),
     (["mirror", "--org", ORG, "--jobs", "0"], "--jobs"),
     (["convert", "sret_t.in1k", __file__, "--check"], "--check needs --out"),
 ])

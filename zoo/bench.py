@@ -5,11 +5,14 @@ import argparse
 import math
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from zoo.argtypes import non_negative_int, positive_int
 from zoo.catalog import get_spec, register_specs
+from zoo.errors import UsageError, ZooError
 
 
 @dataclass
@@ -39,7 +42,38 @@ def bench(name: str, *, batch_size: int = 8, img_size: int | None = None,
     model = create(name).to(device).eval()
     spec = get_spec(name.partition(".")[0])
     size = img_size or spec.data.input_size[1]
-    x = torch.randn(batch_size, spec.data.in_chans, size, size, device=device)
+    with _sized_errors(name, batch_size, size, spec.data.input_size[1], device):
+        return _time(model, spec.data.in_chans, batch_size, size, channels_last=channels_last,
+                     compile=compile, amp=amp, device=device, warmup=warmup, runs=runs,
+                     name=name)
+
+
+@contextmanager
+def _sized_errors(name: str, batch_size: int, size: int, spec_size: int,
+                  device: str) -> Iterator[None]:
+    """Out of memory, or a model that cannot run at ``--img-size``: a :class:`UsageError`
+    saying which option to change, instead of torch's allocator message."""
+    import torch
+
+    try:
+        yield
+    except RuntimeError as e:
+        text = " ".join(str(e).split())[:300]
+        if isinstance(e, torch.OutOfMemoryError) or "can't allocate memory" in text:
+            raise UsageError(f"{name}: out of memory for batch {batch_size} at {size} px on "
+                             f"{device} ({text}); use a smaller --batch-size or --img-size") from None
+        if size != spec_size and not isinstance(e, ZooError):
+            raise UsageError(f"{name} cannot run at --img-size {size} ({text}); its spec's size "
+                             f"is {spec_size}") from None
+        raise
+
+
+def _time(model: Any, in_chans: int, batch_size: int, size: int, *, channels_last: bool,
+          compile: bool, amp: bool, device: str, warmup: int, runs: int,
+          name: str) -> BenchResult:
+    import torch
+
+    x = torch.randn(batch_size, in_chans, size, size, device=device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.to(memory_format=torch.channels_last)

@@ -235,12 +235,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"zoo: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if debug:
+            raise
+        print(f"zoo: error: {_os_error(e)}", file=sys.stderr)
+        return 2
     except Exception as e:  # a bug in zoo or below it: still one line, the details on request
         if debug:
             raise
-        print(f"zoo: error: unexpected {type(e).__name__}: {_one_line(e)} (this is a bug; rerun "
-              "with `zoo --debug ...` for the traceback and report it)", file=sys.stderr)
+        print(f"zoo: error: {_unexpected(e)}", file=sys.stderr)
         return 2
+
+
+def _unexpected(e: BaseException) -> str:
+    return (f"unexpected {type(e).__name__}: {_one_line(e)} (this is a bug; rerun with "
+            "`zoo --debug ...` for the traceback and report it)")
+
+
+def _os_error(e: OSError) -> str:
+    """A file-system failure on a named path (a folder that does not exist, no permission, a
+    full disk) is the environment's, not a bug: say which path and what to check."""
+    if e.filename is None:
+        return _unexpected(e)
+    paths = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    return (f"{paths}: {e.strerror or type(e).__name__} (check that this path exists and that "
+            "you may read or write there; `zoo --debug ...` shows where it failed)")
 
 
 def _one_line(e: BaseException) -> str:

@@ -231,7 +231,9 @@ def check_input_size(x: torch.Tensor, expected: Tuple[int, int], model: str) -> 
             f"{model} takes inputs of size {expected[0]}x{expected[1]} only (its positional "
             f"embedding/token layout is fixed), got shape {tuple(x.shape)}. Resize the input to "
             f"{expected[0]}x{expected[1]} (timm.data.resolve_data_config(model=model) with "
-            "create_transform does), or register a spec variant with that input size.")
+            "create_transform does), or build the model for your size: zoo.create(name, "
+            "img_size=(h, w)) where its family can resample the positional embedding, else a "
+            "spec variant with that data.input_size (and arch.img_size where the arch has one).")
 
 
 @register_notrace_function

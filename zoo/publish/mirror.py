@@ -48,7 +48,7 @@ from zoo.weights.fetch import (SourceFile, Wanted, check_folder, convert_in_subp
                                find_in_dir, get_source, get_tensor_files, wanted_files)
 from zoo.weights.folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, read_config
 from zoo.weights.hub import network_errors
-from zoo.weights.refs import check_repo_id
+from zoo.weights.refs import check_repo_id, is_repo_id
 
 KIND_WORDS = {"gdrive": "google-drive", "github": "github-release", "zenodo": "zenodo",
               "dropbox": "dropbox", "hub": "hf-hub-file", "direct": "https"}
@@ -89,7 +89,10 @@ def make_plan(org: str, patterns: str | Sequence[str] = "*", *,
               from_dir: str | Path | None = None) -> list[Step]:
     """What ``zoo mirror`` would do for every registry record matching one of ``patterns``
     (fnmatch on ``MODEL.TAG`` or ``MODEL``); no network."""
-    check_repo_id(f"{org}/x", "organization")
+    if not is_repo_id(f"{org}/x"):
+        raise WeightsError(f"invalid Hub organization {org[:100]!r}: give a Hub user or "
+                           "organization name (letters, digits, '-', '_', '.'; no '/', '..' or "
+                           "'--'; at most 96 characters)")
     patterns = [patterns] if isinstance(patterns, str) else list(patterns) or ["*"]
     sharing: dict[str, int] = {}
     for rec in registry().records.values():

@@ -111,15 +111,20 @@ def _write_tree(folder: Path, rows: list[ModelRow], version: str,
                                  encoding="utf-8")
 
 
-def _replace_folder(out: Path, write: Callable[[Path], None]) -> None:
-    """Write the site into a sibling temporary folder, then swap it in for ``out``: readers see
-    the old site or the new one, and pages of models that are gone do not linger."""
+def check_out_folder(out: Path) -> None:
+    """Refuse an ``out`` that is a file, or a folder of someone else's (not empty, no marker)."""
     if out.exists():
         if not out.is_dir():
             raise SiteError(f"{out} exists and is not a folder")
         if any(out.iterdir()) and not (out / MARKER).exists():
             raise SiteError(f"{out} is not empty and was not written by `zoo catalog` (no {MARKER} "
                             "file); give a new or empty folder so that nothing of yours is replaced")
+
+
+def _replace_folder(out: Path, write: Callable[[Path], None]) -> None:
+    """Write the site into a sibling temporary folder, then swap it in for ``out``: readers see
+    the old site or the new one, and pages of models that are gone do not linger."""
+    check_out_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     try:
@@ -154,6 +159,7 @@ def build_site(out: str | Path, patterns: Sequence[str] = ("*",), *, family: str
     matrix_path = exports.default_path() if export_matrix == "auto" else export_matrix
     matrix = exports.load(matrix_path)
     out = Path(out)
+    check_out_folder(out)  # before measuring: a bad --out fails at once
     report = SiteReport(out, names, export_matrix=Path(matrix_path) if matrix_path else None)
     rows = collect(names, measure=measure, refresh=refresh,
                    cache_dir=Path(cache_dir) if cache_dir else None, export_matrix=matrix,

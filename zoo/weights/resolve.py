@@ -110,23 +110,25 @@ def not_converted_message(full: str) -> str:
     record = registry().get(full)
     src = record.source
     pinned = f" (sha256 {src.sha256})" if src.sha256 else ""
-    kind = "safetensors file" if src.format == "safetensors" else f"original {src.format} checkpoint"
+    pickle = src.format == "pickle"
+    kind = ("a safetensors file in upstream's layout" if src.format == "safetensors" else
+            f"an original {src.format} checkpoint")
+    how = "with weights_only loading in a separate process" if pickle else "in a separate process"
     plan = plan_source(src.url)
     # tensor files upstream publishes apart (EBV's basis vectors) go with a manual conversion
     with_tensors = "".join(f" --tensor {name}=<{plan_source(t.url).filename or name + ' file'}>"
                            for name, t in sorted((src.tensors or {}).items()))
     if not plan.downloadable:
-        return (f"{full} is published only as an {kind} at {src.url}{pinned}, which has no "
+        return (f"{full} is published only as {kind} at {src.url}{pinned}, which has no "
                 f"direct download ({plan.reason}). Download it by hand, then run `zoo fetch "
                 f"{full} --from-dir <its folder>` (or `zoo convert {full} <downloaded file>"
-                f"{with_tensors}`) once; zoo converts it with weights_only loading in a separate "
-                "process.")
-    return (f"{full} is published only as an {kind} ({src.url}{pinned}), not converted yet: "
-            f"run `zoo fetch {full}` once (downloads it, checks it, converts it in a separate "
-            "process with weights_only loading, into zoo's cache; then it loads offline), or "
-            f"download it yourself and run `zoo convert {full} <downloaded file>{with_tensors}`. "
-            f"Set {ALLOW_ENV}=1 to let pretrained=True fetch it by itself; by default zoo never "
-            "unpickles files from the network.")
+                f"{with_tensors}`) once; zoo converts it {how}.")
+    return (f"{full} is published only as {kind} ({src.url}{pinned}), not converted to zoo's "
+            f"layout yet: run `zoo fetch {full}` once (downloads it, checks it, converts it "
+            f"{how}, into zoo's cache; then it loads offline), or download it yourself and run "
+            f"`zoo convert {full} <downloaded file>{with_tensors}`. Set {ALLOW_ENV}=1 to let "
+            "pretrained=True fetch it by itself" + ("; by default zoo never unpickles files from "
+                                                   "the network." if pickle else "."))
 
 
 def is_reference(weights: str | Path) -> bool:
