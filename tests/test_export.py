@@ -160,6 +160,17 @@ def test_outputs_beyond_the_bound_fail_and_write_nothing(tmp_path, monkeypatch) 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_unusable_out_fails_before_the_model_is_built(tmp_path, monkeypatch) -> None:
+    from zoo.export import run
+
+    monkeypatch.setattr(run, "create", lambda *a, **k: pytest.fail("built a model first"))
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(UsageError, match=r"afile is a file, not a folder"):
+        export("simplenetv1_small_m1_05", format="onnx", out=tmp_path / "afile" / "sub" / "x.onnx")
+    assert (tmp_path / "afile").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 def test_family_bound_is_declared_with_a_reason() -> None:
     from zoo.families import get_family
 
