@@ -415,6 +415,9 @@ def test_fetch_takes_both_files_from_dir(sources, registry_copy, tmp_path, monke
     (["mirror", "--org", "bad org", "--dry-run"], "invalid Hub organization 'bad org': give"),
     (["mirror", "--org", "../x"], "invalid Hub organization '../x': .*no '/', '..'"),
     (["mirror", "--org", ORG, "--jobs", "0"], "--jobs"),
+    (["mirror", "nosuch*", "--org", ORG, "--dry-run"],
+     "'nosuch\\*' matches no registry record .*see `zoo list --pretrained`"),
+    (["mirror", "sret_t", "sret_ss", "--org", ORG], "'sret_ss' matches no .*did you mean sret_s"),
     (["convert", "sret_t.in1k", __file__, "--check"], "--check needs --out"),
 ])
 def test_command_line_errors(argv, message, capsys, tmp_path, monkeypatch) -> None:

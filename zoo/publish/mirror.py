@@ -25,6 +25,7 @@ with a Hub file elsewhere are left alone.  ``--dry-run`` prints the plan and tou
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import fnmatch
 import re
 import shutil
@@ -38,7 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from zoo.catalog import get_spec
-from zoo.errors import HubConnectionError, RegistryError, WeightsError, ZooError
+from zoo.errors import HubConnectionError, RegistryError, UsageError, WeightsError, ZooError
 from zoo.paths import zoo_cache_dir
 from zoo.registry import WeightsRecord, registry, update_file
 from zoo.version import __version__
@@ -85,6 +86,19 @@ def _matches(tag: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(tag, p) or fnmatch.fnmatchcase(model, p) for p in patterns)
 
 
+def _check_patterns(patterns: Sequence[str]) -> None:
+    """A pattern that matches no registry record is a typo, not 'nothing to do': refuse it with
+    the closest tags."""
+    tags = list(registry().records)
+    for p in patterns:
+        if not any(_matches(tag, [p]) for tag in tags):
+            close = difflib.get_close_matches(p, tags + sorted({t.rsplit(".", 1)[0] for t in tags}),
+                                              n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(close)}?" if close else "see `zoo list --pretrained`"
+            raise UsageError(f"{p!r} matches no registry record (MODEL, MODEL.TAG or a pattern "
+                             f"like 'sret_*'); {hint}")
+
+
 def make_plan(org: str, patterns: str | Sequence[str] = "*", *,
               from_dir: str | Path | None = None) -> list[Step]:
     """What ``zoo mirror`` would do for every registry record matching one of ``patterns``
@@ -94,6 +108,7 @@ def make_plan(org: str, patterns: str | Sequence[str] = "*", *,
                            "organization name (letters, digits, '-', '_', '.'; no '/', '..' or "
                            "'--'; at most 96 characters)")
     patterns = [patterns] if isinstance(patterns, str) else list(patterns) or ["*"]
+    _check_patterns(patterns)
     sharing: dict[str, int] = {}
     for rec in registry().records.values():
         sharing[rec.source.url] = sharing.get(rec.source.url, 0) + 1
