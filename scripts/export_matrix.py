@@ -91,7 +91,8 @@ def _run_child(name: str, threads: int, runs: int, timeout: int) -> dict:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
-        failed = {"status": "error", "reason": f"did not finish within {timeout} s"}
+        failed = {"status": "error", "reason": f"did not finish within {timeout} s",
+                  "timed_out": True}
         return {"pt2": failed, "onnx": failed}
     if proc.returncode != 0:
         reason = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
@@ -208,7 +209,7 @@ def main() -> int:
     if args.render:
         _write(args.out, models, caveat)
         return 0
-    names = [n for n in zoo.list_models() if any(fnmatch.fnmatchcase(n, p) for p in args.patterns)]
+    names = _in_pattern_order(zoo.list_models(), args.patterns)
     for i, name in enumerate(names, 1):
         digest = zoo.get_spec(name).digest()
         kept = models.get(name, {})
@@ -216,13 +217,36 @@ def main() -> int:
                 r.get("status") == "ok" and r.get("spec_sha256") == digest for r in kept.values()):
             continue
         t0 = time.perf_counter()
-        models[name] = _run_child(name, args.threads, args.runs, args.timeout)
+        models[name] = _keep_over_timeouts(
+            _run_child(name, args.threads, args.runs, args.timeout), kept, digest)
         print(f"[{i}/{len(names)}] {name}: " + ", ".join(
             f"{f} {r['status']}" for f, r in models[name].items())
             + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
         _write(args.out, models, caveat)  # after every model: a long run can be stopped
     _write(args.out, models, caveat)
     return 0
+
+
+def _in_pattern_order(catalog: list[str], patterns: list[str]) -> list[str]:
+    """The catalog's models matching ``patterns``, in the order of the patterns (catalog order
+    within one pattern): a run can take the small models first."""
+    names: list[str] = []
+    for p in patterns:
+        names += [n for n in catalog if fnmatch.fnmatchcase(n, p) and n not in names]
+    return names
+
+
+def _keep_over_timeouts(new: dict, kept: dict, digest: str) -> dict:
+    """A run that timed out says nothing about the model (a busy machine): a format measured
+    before for the same spec keeps that result instead of becoming an error."""
+    out = {}
+    for fmt, row in new.items():
+        old = kept.get(fmt, {})
+        if row.pop("timed_out", False) and old.get("spec_sha256") == digest:
+            out[fmt] = old
+        else:
+            out[fmt] = row
+    return out
 
 
 def _write(out: Path, models: dict[str, dict], caveat: str | None) -> None:

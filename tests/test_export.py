@@ -294,3 +294,25 @@ def test_sliced_sret_is_refused_with_the_reason_before_exporting(fmt, tmp_path, 
 
     for name in set(zoo.list_models(family="sret")) - set(sliced):
         assert get_family("sret").export_refusal(zoo.create(name, device="meta")) is None, name
+
+
+def test_matrix_script_takes_patterns_in_order_and_keeps_results_over_timeouts() -> None:
+    """scripts/export_matrix.py: models run in the order of the patterns given; a child that
+    timed out (a busy machine) keeps a format's earlier result for the same spec."""
+    import runpy
+
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "export_matrix.py"))
+    assert script["_in_pattern_order"](["a1", "b1", "a2", "c"], ["b*", "a*", "a1"]) == ["b1", "a1", "a2"]
+    keep = script["_keep_over_timeouts"]
+
+    def timed_out() -> dict:
+        return {"status": "error", "reason": "did not finish within 9 s", "timed_out": True}
+
+    ok = {"status": "ok", "max_rel_error": 0.0, "spec_sha256": "d1"}
+    kept = keep({"pt2": timed_out(), "onnx": timed_out()},
+                {"pt2": ok, "onnx": {"status": "error", "reason": "x", "spec_sha256": "d1"}}, "d1")
+    assert kept["pt2"] == ok and kept["onnx"]["reason"] == "x"
+    fresh = keep({"pt2": timed_out(), "onnx": timed_out()}, {"pt2": ok}, "d2")  # spec changed
+    assert fresh["pt2"] == fresh["onnx"] == {"status": "error", "reason": "did not finish within 9 s"}
+    measured = {"status": "error", "reason": "op", "spec_sha256": "d1"}
+    assert keep({"pt2": measured}, {"pt2": ok}, "d1") == {"pt2": measured}
