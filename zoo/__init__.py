@@ -59,6 +59,6 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-from zoo import timm_plugin as _timm_plugin  # noqa: E402  (installs the import hook only)
-
-_timm_plugin.install()
+# imported by its full name: ``from zoo import timm_plugin`` would first ask __getattr__ above,
+# which discovers the families (pydantic and every family schema) on every ``import zoo``
+importlib.import_module("zoo.timm_plugin").install()  # installs the import hook only

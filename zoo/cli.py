@@ -14,15 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo.catalog import (catalog, get_spec, json_schema, list_models, register_specs,
-                         split_name)
+from zoo.catalog import catalog, get_spec, list_models, register_specs, split_name
 from zoo.catalog.discovery import file_family
 from zoo.argtypes import ZooArgumentParser
 from zoo.errors import ZooError
 from zoo.families import family_names, get_family
 from zoo.paths import data_dir
-from zoo.registry import registry, registry_dir
-from zoo.weights.refs import is_hub_reference
 
 # Modules that add commands; each has register(subparsers) and imports torch lazily.
 _COMMAND_MODULES = ("zoo.publish.commands", "zoo.evaluate", "zoo.bench", "zoo.calibrate",
@@ -47,6 +44,8 @@ def cmd_families(args: argparse.Namespace) -> int:
 
 
 def _weights_lines(name: str) -> list[str]:
+    from zoo.registry import registry
+
     lines = []
     for tag in registry().tags_of(name):
         rec = registry().records[tag]
@@ -64,6 +63,8 @@ def _weights_lines(name: str) -> list[str]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from zoo.weights.refs import is_hub_reference
+
     for path in args.specs or []:
         register_specs(path)
     hub = None
@@ -118,6 +119,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from zoo.catalog import json_schema
+
     print(json.dumps(json_schema("entry" if args.entry else "file"), indent=2))
     return 0
 
@@ -125,6 +128,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate every spec and registry record: each record names a known model, and each
     shipped file is named after the family of its models."""
+    from zoo.registry import registry
+
     names = catalog().names()
     for name in names:
         catalog().spec(name)
@@ -144,6 +149,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _misplaced() -> list[str]:
     """Shipped spec/registry entries whose model's family differs from their file's family."""
+    from zoo.registry import registry, registry_dir
+
     out = []
     root = data_dir("specs")
     for name, entry in catalog().entries.items():

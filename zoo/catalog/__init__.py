@@ -9,17 +9,17 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.catalog.discovery import shipped_and_plugin_files
-from zoo.catalog import schema
-from zoo.catalog.schema import json_schema, spec_adapter
 from zoo.catalog.store import Catalog, Entry
 from zoo.errors import SpecError, UnknownModelError
 from zoo.families import family_names
 from zoo.lazy import Lazy
-from zoo.registry import registry
-from zoo.spec import LOOKUP, SpecBase
+
+if TYPE_CHECKING:  # imported on use: listing names needs neither pydantic nor the registry
+    from zoo.catalog.schema import json_schema, spec_adapter
+    from zoo.spec import SpecBase
 
 
 def _load() -> Catalog:
@@ -54,6 +54,9 @@ def validate_spec(raw: Any, *, source: str = "<dict>",
     """Validate one resolved spec dict against its family's schema (:class:`SpecError` naming
     every problem).  Specs it refers to (a BigNAS child's supernet) are looked up in the
     process-wide catalog unless ``context`` says otherwise."""
+    from zoo.catalog import schema
+    from zoo.spec import LOOKUP
+
     return schema.validate_spec(raw, source=source,
                                 context=context if context is not None else {LOOKUP: get_spec})
 
@@ -67,6 +70,8 @@ def list_models(pattern: str = "*", *, family: str | None = None,
     names = catalog().names(pattern if not pretrained else "*", family)
     if not pretrained:
         return names
+    from zoo.registry import registry
+
     known = set(names)
     return [t for t, rec in registry().records.items() if rec.pretrained
             and t.rsplit(".", 1)[0] in known and (fnmatch.fnmatchcase(t, pattern)
@@ -106,6 +111,15 @@ def register_specs(source: str | Path | dict[str, Any], *, replace: bool = False
     for callback in list(_listeners):
         callback(names)
     return names
+
+
+def __getattr__(name: str) -> Any:
+    """``json_schema`` and ``spec_adapter`` (from :mod:`.schema`), imported on first use."""
+    if name in ("json_schema", "spec_adapter"):
+        from zoo.catalog import schema
+
+        return getattr(schema, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Catalog", "Entry", "catalog", "get_spec", "json_schema", "list_models", "on_register",

@@ -19,12 +19,13 @@ import fnmatch
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo import yamlio
-from zoo.catalog.schema import validate_spec
 from zoo.errors import SpecError, UnknownModelError
-from zoo.spec import LOOKUP, SpecBase
+
+if TYPE_CHECKING:
+    from zoo.spec import SpecBase
 
 _FILE_KEYS = {"defaults", "models"}
 
@@ -132,6 +133,9 @@ class Catalog:
 
     def spec(self, name: str) -> SpecBase:
         """The validated spec of ``name`` (validated once, on first use)."""
+        from zoo.catalog.schema import validate_spec  # pydantic: only once a spec is needed
+        from zoo.spec import LOOKUP
+
         with self._lock:
             if name not in self._specs:
                 raw = self.resolve(name)

@@ -19,14 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from zoo.errors import UnknownModelError, ZooError
 from zoo.families.contract import FamilyHooks, StateDict
-from zoo.spec import ArchBase
-
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from torch import nn
 
-    from zoo.spec import SpecBase
+    from zoo.spec import ArchBase, SpecBase
 
 
 class FamilyError(ZooError, TypeError):
@@ -43,6 +41,8 @@ class Family:
     @functools.cached_property
     def arch(self) -> type[ArchBase]:
         """The family's architecture schema (``schema.Arch``; no torch import)."""
+        from zoo.spec import ArchBase
+
         arch = getattr(importlib.import_module(f"{self.package}.schema"), "Arch", None)
         if not (isinstance(arch, type) and issubclass(arch, ArchBase)):
             raise FamilyError(f"family {self.name}: {self.package}.schema.Arch must be a "

@@ -23,10 +23,6 @@ from zoo import yamlio
 from zoo.argtypes import positive_int, tensor_file
 from zoo.catalog import get_spec, split_name
 from zoo.errors import UsageError, WeightsError
-from zoo.publish.upload import metrics_from_eval, push
-from zoo.publish.verify import verify_tag
-from zoo.registry import registry
-from zoo.weights import resolve_tag
 
 
 def register(subparsers: Any) -> None:
@@ -139,7 +135,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from zoo.registry import default_tag
+    from zoo.registry import default_tag, registry
+    from zoo.weights import resolve_tag
     from zoo.weights.cache import converted_path
     from zoo.weights.fetch import fetch_tag
 
@@ -183,6 +180,8 @@ def cmd_mirror(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
+    from zoo.publish.upload import metrics_from_eval, push
+
     tag, record, written = push(args.directory, args.repo_id, revision=args.revision,
                                 private=args.private, message=args.message,
                                 update_registry=args.update_registry,
@@ -196,6 +195,9 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from zoo.publish.verify import verify_tag
+    from zoo.registry import registry
+
     if args.all == (args.name is not None):
         raise WeightsError("zoo verify: give a MODEL / MODEL.TAG, or --all")
     if args.all:
@@ -218,6 +220,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
+    from zoo.weights import resolve_tag
+
     model, tag = split_name(args.name)
     source = resolve_tag(get_spec(model), tag)
     print(f"{source.what}: {source.path}")
