@@ -75,6 +75,16 @@ def test_import_zoo_imports_no_heavy_module() -> None:
     assert json.loads(proc.stdout.splitlines()[-1]) == []
 
 
+def test_import_zoo_discovers_nothing_until_asked() -> None:
+    """``import zoo`` installs the timm hook and nothing else: no schema library, no YAML, no
+    family discovery (a ``from zoo import <submodule>`` at import time once went through
+    ``zoo.__getattr__``, which discovers the families: pydantic and every family schema)."""
+    proc = _run_python("import zoo\n" + _REPORT_MODULES.format(
+        mods=("pydantic", "yaml", "zoo.spec", "zoo.families", "zoo.catalog", "zoo.registry")))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == []
+
+
 @pytest.mark.parametrize("argv", [["list"], ["list", "sret*"], ["families"],
                                   ["info", "sret_s", "--no-measure"],
                                   ["info", "simplenetv1_5m_m2", "--no-measure"]],
@@ -298,6 +308,29 @@ def test_bench_onnx_rows_compare_onnx_runtime_with_eager_per_family(tmp_path: Pa
     for r in rows:
         assert r["zoo_s"] > 0 and r["anchor_s"] > 0 and r["anchor"] == "eager PyTorch"
         assert r["ratio"] == r["anchor_s"] / r["zoo_s"]
+
+
+def test_bench_baseline_rows_time_this_checkout_against_another(tmp_path: Path) -> None:
+    """``--baseline DIR``: the cold-start and pretrained-load rows of this checkout against the
+    same operations run from another zoo checkout (here this one again; numbers not asserted);
+    without a zoo checkout, or without --baseline, a usage error."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench
+
+    small = "simplenetv1_small_m1_05"
+    rows = bench.bench_against_baseline(1, ROOT, small)
+    assert [r["operation"] for r in rows] == [
+        "zoo list (cold start)", f"zoo info {small} --no-measure (cold start)", "import zoo",
+        f"create {small} pretrained (local file)"]
+    for r in rows:
+        assert r["anchor"] == f"the same from {ROOT.name}" and r["ratio"] == r["anchor_s"] / r["zoo_s"]
+    assert "MB here" in rows[-1]["peak_memory"] and "MB there" in rows[-1]["peak_memory"]
+    for argv, message in ((["--only", "baseline"], "need --baseline"),
+                          (["--baseline", str(tmp_path)], "is not a zoo checkout")):
+        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), *argv],
+                              capture_output=True, text=True, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 
 
 def test_loaded_tensors_have_their_own_aligned_storage(saved) -> None:
