@@ -4,6 +4,7 @@
     python scripts/bench.py                      # full mode (the numbers in docs/benchmarks.md)
     python scripts/bench.py --quick              # CI mode: fewer repeats, reports, never fails
     python scripts/bench.py --reference-root DIR # also time the original implementations there
+    python scripts/bench.py --only baseline --baseline DIR  # this checkout against an older one
 
 Rows: operation, zoo time, anchor time, ratio (anchor / zoo: > 1 means zoo is faster), peak
 memory.  Times are medians; zoo and its anchor run alternately (zoo, anchor, zoo, anchor, ...)
@@ -14,7 +15,9 @@ Anchors: ``import timm; timm.list_models()`` for listing, ``import timm`` for ``
 ``timm.create_model(..., pretrained=True)`` from a local file for pretrained loading (and zoo's
 own slow path, random init + ``load_state_dict``), the original implementation (or timm's port)
 for forward throughput, eager zoo for ``torch.compile``, eager PyTorch for ONNX Runtime (the ``onnx``
-rows: one exported model per family, ratio = eager / ONNX Runtime).  Original implementations are never
+rows: one exported model per family, ratio = eager / ONNX Runtime), and the same operation run
+from another zoo checkout for the ``baseline`` rows (``--baseline DIR``: did a change make zoo
+slower?).  Original implementations are never
 committed: ``--reference-root`` points at checkouts you made (see scripts/references.py); rows
 whose reference is absent show no anchor.
 
@@ -41,14 +44,14 @@ DEFAULT_MODELS = ["simplenetv1_5m_m2", "sret_t", "sret_s", "nasnet_a_mobile", "d
 QUICK_MODELS = ["simplenetv1_small_m1_05", "sret_t"]
 
 
-def _env() -> dict[str, str]:
+def _env(root: Path = ROOT) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
-def _wall(cmd: list[str]) -> float:
+def _wall(cmd: list[str], root: Path = ROOT) -> float:
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(root), cwd=root)
     dt = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
@@ -134,6 +137,42 @@ print(json.dumps({"s": dt, "extra_mb": peak}))
 """
 
 
+def _load_child(mode: str, arg: str, path: Path, root: Path = ROOT) -> dict:
+    """Time one load (``mode``: zoo, zoo-slow or timm) in a fresh interpreter running the zoo
+    of ``root``."""
+    proc = subprocess.run([PY, "-c", _LOAD_CHILD, mode, arg, str(path)], capture_output=True,
+                          text=True, env=_env(root), cwd=root)
+    if proc.returncode != 0:
+        raise RuntimeError(f"loading {arg} ({mode}) from {root} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_against_baseline(repeats: int, baseline: Path, zoo_name: str = "sret_s") -> list[dict]:
+    """The cold-start and pretrained-load rows of this checkout against the same operations run
+    from ``baseline`` (another zoo checkout), alternately: ratio > 1 means this one is faster."""
+    import zoo
+
+    label = f"the same from {baseline.name}"
+    rows = []
+    for op, cmd in (("zoo list (cold start)", [PY, "-m", "zoo", "list"]),
+                    (f"zoo info {zoo_name} --no-measure (cold start)",
+                     [PY, "-m", "zoo", "info", zoo_name, "--no-measure"]),
+                    ("import zoo", [PY, "-c", "import zoo"])):
+        z, a = _alternate(lambda: _wall(cmd), lambda: _wall(cmd, baseline), repeats)
+        rows.append(_row(op, statistics.median(z), label, statistics.median(a)))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "zoo"
+        zoo.save_pretrained(zoo.create(zoo_name), folder)
+        z, a = _alternate(lambda: _load_child("zoo", zoo_name, folder),
+                          lambda: _load_child("zoo", zoo_name, folder, baseline), repeats)
+    rows.append(_row(f"create {zoo_name} pretrained (local file)",
+                     statistics.median(r["s"] for r in z), label,
+                     statistics.median(r["s"] for r in a),
+                     f"+{statistics.median(r['extra_mb'] for r in z):.0f} MB here, "
+                     f"+{statistics.median(r['extra_mb'] for r in a):.0f} MB there"))
+    return rows
+
+
 def bench_pretrained_load(repeats: int, zoo_name: str, timm_name: str) -> list[dict]:
     """zoo.create(pretrained) from a local file vs timm.create_model(pretrained) from a local
     file of a model of similar size, and vs zoo's own slow path, each in fresh processes."""
@@ -143,11 +182,7 @@ def bench_pretrained_load(repeats: int, zoo_name: str, timm_name: str) -> list[d
     import zoo
 
     def child(mode: str, arg: str, path: Path) -> dict:
-        proc = subprocess.run([PY, "-c", _LOAD_CHILD, mode, arg, str(path)], capture_output=True,
-                              text=True, env=_env(), cwd=ROOT)
-        if proc.returncode != 0:
-            raise RuntimeError(f"loading {arg} ({mode}) failed:\n{proc.stderr[-2000:]}")
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        return _load_child(mode, arg, path)
 
     with tempfile.TemporaryDirectory() as tmp:
         zoo_dir = Path(tmp) / "zoo"
@@ -321,9 +356,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, help="repeats per measurement (default 7, quick 3)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
-    p.add_argument("--only", nargs="*", choices=("cold", "load", "forward", "onnx"),
+    p.add_argument("--only", nargs="*", choices=("cold", "load", "forward", "onnx", "baseline"),
                    help="run only these groups of rows (onnx: ONNX Runtime against eager "
-                        "PyTorch, one model per family unless --models; not in quick mode)")
+                        "PyTorch, one model per family unless --models; not in quick mode; "
+                        "baseline: needs --baseline)")
+    p.add_argument("--baseline", type=Path,
+                   help="a checkout of another zoo version: the baseline rows time the cold "
+                        "starts and the pretrained load of this checkout against it")
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -333,12 +372,17 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.reference_root is not None and not args.reference_root.is_dir():
         p.error(f"--reference-root {args.reference_root} is not a folder")
+    if args.baseline is not None and not (args.baseline / "zoo" / "__init__.py").is_file():
+        p.error(f"--baseline {args.baseline} is not a zoo checkout (no zoo/__init__.py)")
     repeats = args.repeats or (3 if args.quick else 7)
     names = args.models or (QUICK_MODELS if args.quick else DEFAULT_MODELS)
     unknown = [n for n in names if n not in catalog().entries]
     if unknown:
         p.error(f"unknown models: {unknown}")
-    groups = set(args.only or ("cold", "load", "forward", *(() if args.quick else ("onnx",))))
+    groups = set(args.only or ("cold", "load", "forward", *(() if args.quick else ("onnx",)),
+                               *(("baseline",) if args.baseline else ())))
+    if "baseline" in groups and args.baseline is None:
+        p.error("the baseline rows need --baseline DIR (a checkout of another zoo version)")
     load0, t0 = os.getloadavg(), time.time()
     rows: list[dict] = []
     if "cold" in groups:
@@ -350,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
                               compile_too=not (args.quick or args.no_compile))
     if "onnx" in groups:
         rows += bench_onnx(repeats, args.models or one_model_per_family())
+    if "baseline" in groups:
+        rows += bench_against_baseline(repeats, args.baseline.resolve())
     load1 = os.getloadavg()
     print(f"# zoo benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads on "
           f"{os.cpu_count()} CPUs, {'quick' if args.quick else 'full'} mode, medians of "
