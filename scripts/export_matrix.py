@@ -60,28 +60,31 @@ def _measure_one(name: str, threads: int, runs: int) -> dict:
                       "spec_sha256": spec.digest()}
             if report.tolerance_note:
                 result["note"] = report.tolerance_note
-            if fmt == "onnx":
+            if fmt == "onnx" and runs > 0:
                 runner = Runner(Path(report.path), threads=threads)
                 latency = {}
                 for b in (1, 8):
                     x = example_input(spec.data.input_size, b)
-                    latency[f"ort_b{b}"] = _median_ms(lambda: runner(x), runs)
                     with torch.inference_mode():
-                        latency[f"eager_b{b}"] = _median_ms(lambda: model(x), runs)
+                        latency[f"ort_b{b}"], latency[f"eager_b{b}"] = _alternating_medians_ms(
+                            lambda: runner(x), lambda: model(x), runs)
                 result["latency_ms"] = latency
             row[fmt] = result
     return row
 
 
-def _median_ms(fn, runs: int) -> float:
-    fn()  # warm-up
-    times = []
+def _alternating_medians_ms(fn_a, fn_b, runs: int) -> tuple[float, float]:
+    """Median milliseconds of ``fn_a`` and ``fn_b``, timed alternately (a, b, a, b, ...) so that
+    a change of load hits both alike; one warm-up call each."""
+    fn_a(), fn_b()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return round(1000 * times[len(times) // 2], 2)
+        for fn, out in ((fn_a, times[0]), (fn_b, times[1])):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    a, b = (round(1000 * sorted(t)[len(t) // 2], 2) for t in times)
+    return a, b
 
 
 def _run_child(name: str, threads: int, runs: int, timeout: int) -> dict:
@@ -191,6 +194,9 @@ def main() -> int:
     ap.add_argument("--resume", action="store_true", help="keep rows that exported with the current spec; retry the rest")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--no-timing", action="store_true",
+                    help="check exports only, no latencies (a busy machine's timings mislead); "
+                         "a row keeps the latencies measured before for the same spec")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per model")
     ap.add_argument("--out", type=Path, default=DOCS)
     ap.add_argument("--caveat", help="a note on how this run was made, shown under the matrix's "
@@ -218,7 +224,10 @@ def main() -> int:
             continue
         t0 = time.perf_counter()
         models[name] = _keep_over_timeouts(
-            _run_child(name, args.threads, args.runs, args.timeout), kept, digest)
+            _run_child(name, args.threads, 0 if args.no_timing else args.runs, args.timeout),
+            kept, digest)
+        if args.no_timing:
+            _keep_latency(models[name], kept, digest)
         print(f"[{i}/{len(names)}] {name}: " + ", ".join(
             f"{f} {r['status']}" for f, r in models[name].items())
             + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -247,6 +256,14 @@ def _keep_over_timeouts(new: dict, kept: dict, digest: str) -> dict:
         else:
             out[fmt] = row
     return out
+
+
+def _keep_latency(row: dict, kept: dict, digest: str) -> None:
+    """An untimed ONNX result takes the latencies of the earlier ok result of the same spec."""
+    new, old = row.get("onnx", {}), kept.get("onnx", {})
+    if (new.get("status") == "ok" and "latency_ms" not in new and old.get("status") == "ok"
+            and old.get("spec_sha256") == digest and "latency_ms" in old):
+        new["latency_ms"] = old["latency_ms"]
 
 
 def _write(out: Path, models: dict[str, dict], caveat: str | None) -> None:

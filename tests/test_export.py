@@ -316,3 +316,12 @@ def test_matrix_script_takes_patterns_in_order_and_keeps_results_over_timeouts()
     assert fresh["pt2"] == fresh["onnx"] == {"status": "error", "reason": "did not finish within 9 s"}
     measured = {"status": "error", "reason": "op", "spec_sha256": "d1"}
     assert keep({"pt2": measured}, {"pt2": ok}, "d1") == {"pt2": measured}
+    # --no-timing: an untimed ok row keeps the latencies measured before for the same spec only
+    timed = {**ok, "latency_ms": {"ort_b1": 1.0, "eager_b1": 2.0}}
+    for digest, kept_latency in (("d1", True), ("d2", False)):
+        row = {"onnx": dict(ok)}
+        script["_keep_latency"](row, {"onnx": timed}, digest)
+        assert ("latency_ms" in row["onnx"]) is kept_latency
+    calls: list[str] = []
+    a, b = script["_alternating_medians_ms"](lambda: calls.append("a"), lambda: calls.append("b"), 3)
+    assert calls == ["a", "b"] * 4 and a >= 0 and b >= 0  # one warm-up each, then alternating
