@@ -191,7 +191,9 @@ def _family_speedups(matrix: ExportMatrix) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("patterns", nargs="*", default=["*"])
-    ap.add_argument("--resume", action="store_true", help="keep rows that exported with the current spec; retry the rest")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep rows that exported with the current spec (and were timed, unless "
+                         "--no-timing); retry the rest")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--no-timing", action="store_true",
@@ -219,8 +221,7 @@ def main() -> int:
     for i, name in enumerate(names, 1):
         digest = zoo.get_spec(name).digest()
         kept = models.get(name, {})
-        if args.resume and len(kept) == 2 and all(
-                r.get("status") == "ok" and r.get("spec_sha256") == digest for r in kept.values()):
+        if args.resume and _complete(kept, digest, timed=not args.no_timing):
             continue
         t0 = time.perf_counter()
         models[name] = _keep_over_timeouts(
@@ -256,6 +257,14 @@ def _keep_over_timeouts(new: dict, kept: dict, digest: str) -> dict:
         else:
             out[fmt] = row
     return out
+
+
+def _complete(kept: dict, digest: str, *, timed: bool) -> bool:
+    """Whether ``--resume`` keeps a row: both formats ok for this spec and, when the run times,
+    the ONNX latencies measured (a row checked with ``--no-timing`` gets timed later)."""
+    return (len(kept) == 2
+            and all(r.get("status") == "ok" and r.get("spec_sha256") == digest for r in kept.values())
+            and (not timed or "latency_ms" in kept.get("onnx", {})))
 
 
 def _keep_latency(row: dict, kept: dict, digest: str) -> None:

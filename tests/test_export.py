@@ -322,6 +322,12 @@ def test_matrix_script_takes_patterns_in_order_and_keeps_results_over_timeouts()
         row = {"onnx": dict(ok)}
         script["_keep_latency"](row, {"onnx": timed}, digest)
         assert ("latency_ms" in row["onnx"]) is kept_latency
+    complete = script["_complete"]
+    assert complete({"pt2": ok, "onnx": timed}, "d1", timed=True)
+    assert not complete({"pt2": ok, "onnx": ok}, "d1", timed=True)  # untimed: timed on --resume
+    assert complete({"pt2": ok, "onnx": ok}, "d1", timed=False)
+    assert not complete({"pt2": ok, "onnx": timed}, "d2", timed=False)  # spec changed
+    assert not complete({"pt2": measured, "onnx": timed}, "d1", timed=False)
     calls: list[str] = []
     a, b = script["_alternating_medians_ms"](lambda: calls.append("a"), lambda: calls.append("b"), 3)
     assert calls == ["a", "b"] * 4 and a >= 0 and b >= 0  # one warm-up each, then alternating
