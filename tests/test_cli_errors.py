@@ -202,8 +202,7 @@ def test_source_only_messages_describe_the_published_file(monkeypatch, tmp_path,
     assert "weights_only" in line and "never unpickles" in line
 
 
-@pytest.mark.parametrize("argv", [
-    ["catalog", SMALL, "--no-measure", "--quiet", "--out", "{blocked}/site"],
+@pytest.mark.parametrize("argv", [  # zoo catalog and zoo export check --out up front (below)
     ["design", "deepmad", "--macs", "1e9", "--params", "5e6", "--out", "{blocked}/d.yaml"],
 ], ids=lambda argv: argv[0])
 def test_unusable_output_path_is_named_not_called_a_bug(argv, tmp_path, capsys) -> None:
@@ -245,7 +244,8 @@ def test_catalog_checks_out_before_measuring(monkeypatch, tmp_path, capsys) -> N
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    for out, expected in ((afile, "is not a folder"), (foreign, "was not written by `zoo catalog`")):
+    for out, expected in ((afile, "is not a folder"), (foreign, "was not written by `zoo catalog`"),
+                          (afile / "site", f"{afile} is a file, not a folder")):
         assert main(["catalog", SMALL, "--quiet", "--out", str(out)]) == 2
         assert expected in _one_error(capsys)
     assert afile.read_text() == "mine" and (foreign / "notes.txt").read_text() == "mine"

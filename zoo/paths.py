@@ -1,4 +1,5 @@
-"""Where zoo's files live: the shipped data folders and zoo's own cache.  No torch, no I/O."""
+"""Where zoo's files live: the shipped data folders and zoo's own cache, and whether an output
+can go where it is asked to.  No torch; nothing is read or written here."""
 from __future__ import annotations
 
 import os
@@ -23,3 +24,17 @@ def zoo_cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "zoo"
+
+
+def unwritable_parent(path: Path) -> str | None:
+    """Why ``path`` cannot be created (None: it can): the nearest existing ancestor of its folder
+    must be a folder this process may write in (missing folders below it get made)."""
+    parent = path.parent
+    while not parent.exists():  # False below a regular file too ("afile/x.onnx")
+        parent = parent.parent
+    if not parent.is_dir():
+        return (f"{parent} is a file, not a folder; give a path whose folders are folders "
+                "(missing ones are made)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"no permission to write in {parent}; give a folder you may write in"
+    return None

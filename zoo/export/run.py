@@ -26,6 +26,7 @@ from zoo.export.formats import (FORMATS, ONNX_EXTERNAL_BYTES, SUFFIX, Format, Ru
                                 onnx_data_path, point_onnx_data, weight_bytes, write_onnx,
                                 write_pt2)
 from zoo.families import get_family
+from zoo.paths import unwritable_parent
 from zoo.version import __version__
 
 CHECK_BATCHES = (1, 3)  # two batch sizes: the batch dimension must really be dynamic
@@ -65,20 +66,6 @@ def metadata_for(model: nn.Module, name: str, weights: str | None) -> dict[str, 
             "zoo.preprocessing": preprocessing, "zoo.label_set": spec.data.label_set}
 
 
-def check_out_folder(out: Path) -> None:
-    """Refuse, before any model is built, an ``out`` whose folder cannot be made or written: the
-    nearest existing ancestor must be a folder this process may write in."""
-    parent = out.parent
-    while not parent.exists():  # False below a regular file too ("afile/x.onnx")
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UsageError(f"--out {out}: {parent} is a file, not a folder; give a path whose "
-                         "folders are folders (missing ones are made)")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out}: no permission to write in {parent}; give a folder you "
-                         "may write in")
-
-
 def export(name: str, *, format: Format, out: str | Path, weights: str | None = None,
            batch: int | None = None, opset: int | None = None, check: bool = True,
            model: nn.Module | None = None, external_data: bool | None = None) -> ExportReport:
@@ -98,7 +85,9 @@ def export(name: str, *, format: Format, out: str | Path, weights: str | None = 
     if out.suffix != SUFFIX[format]:
         raise UsageError(f"--out {out}: a {format} file is named *{SUFFIX[format]} (or give a "
                          "folder)")
-    check_out_folder(out)
+    problem = unwritable_parent(out)  # before any model is built
+    if problem:
+        raise UsageError(f"--out {out}: {problem}")
     model_name, tag = split_name(name)
     spec = get_spec(model_name)
     family = get_family(spec.family)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Literal, Sequence
 
+from zoo.paths import unwritable_parent
 from zoo.site import SiteError
 from zoo.site.data import ModelRow
 
@@ -112,7 +113,11 @@ def _write_tree(folder: Path, rows: list[ModelRow], version: str,
 
 
 def check_out_folder(out: Path) -> None:
-    """Refuse an ``out`` that is a file, or a folder of someone else's (not empty, no marker)."""
+    """Refuse an ``out`` that is a file, or a folder of someone else's (not empty, no marker),
+    or one whose folder cannot be made or written (the new site is written beside it)."""
+    problem = unwritable_parent(out)
+    if problem:
+        raise SiteError(f"--out {out}: {problem}")
     if out.exists():
         if not out.is_dir():
             raise SiteError(f"{out} exists and is not a folder")
