@@ -250,12 +250,12 @@ def _keep_over_timeouts(new: dict, kept: dict, digest: str) -> dict:
     """A run that timed out says nothing about the model (a busy machine): a format measured
     before for the same spec keeps that result instead of becoming an error."""
     out = {}
-    for fmt, row in new.items():
+    for fmt, row in new.items():  # the rows may be one shared dict: read, never pop
         old = kept.get(fmt, {})
-        if row.pop("timed_out", False) and old.get("spec_sha256") == digest:
+        if row.get("timed_out") and old.get("spec_sha256") == digest:
             out[fmt] = old
         else:
-            out[fmt] = row
+            out[fmt] = {k: v for k, v in row.items() if k != "timed_out"}
     return out
 
 

@@ -312,6 +312,8 @@ def test_matrix_script_takes_patterns_in_order_and_keeps_results_over_timeouts()
     kept = keep({"pt2": timed_out(), "onnx": timed_out()},
                 {"pt2": ok, "onnx": {"status": "error", "reason": "x", "spec_sha256": "d1"}}, "d1")
     assert kept["pt2"] == ok and kept["onnx"]["reason"] == "x"
+    shared = timed_out()  # _run_child gives both formats one dict
+    assert keep({"pt2": shared, "onnx": shared}, {"pt2": ok, "onnx": ok}, "d1") == {"pt2": ok, "onnx": ok}
     fresh = keep({"pt2": timed_out(), "onnx": timed_out()}, {"pt2": ok}, "d2")  # spec changed
     assert fresh["pt2"] == fresh["onnx"] == {"status": "error", "reason": "did not finish within 9 s"}
     measured = {"status": "error", "reason": "op", "spec_sha256": "d1"}
