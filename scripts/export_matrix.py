@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import fnmatch
+import importlib.util
 import json
 import os
 import subprocess
@@ -32,6 +33,7 @@ import zoo  # noqa: E402
 from zoo.export.matrix import FORMAT_NAMES, VERSION, ExportMatrix  # noqa: E402
 
 DOCS = ROOT / "docs"
+RUNTIME = ("torch", "onnx", "onnxscript", "onnxruntime")  # what measuring needs (the export extra)
 
 
 def _measure_one(name: str, threads: int, runs: int) -> dict:
@@ -214,9 +216,13 @@ def main() -> int:
     old = json.loads(json_path.read_text()) if json_path.exists() else {}
     models: dict[str, dict] = dict(old.get("models", {}))
     caveat = old.get("caveat") if args.caveat is None else (args.caveat or None)
-    if args.render:
-        _write(args.out, models, caveat)
+    if args.render:  # the measurements' date and torch stay those of the file
+        _write(args.out, models, caveat, {k: old[k] for k in ("generated", "torch_version") if k in old})
         return 0
+    missing = [m for m in RUNTIME if importlib.util.find_spec(m) is None]
+    if missing:  # each child would fail alike and every row would become an error
+        ap.error(f"{sys.executable} lacks {', '.join(missing)}: run it in the environment that has "
+                 "the export extra (pip install '.[export]')")
     names = _in_pattern_order(zoo.list_models(), args.patterns)
     for i, name in enumerate(names, 1):
         digest = zoo.get_spec(name).digest()
@@ -275,14 +281,17 @@ def _keep_latency(row: dict, kept: dict, digest: str) -> None:
         new["latency_ms"] = old["latency_ms"]
 
 
-def _write(out: Path, models: dict[str, dict], caveat: str | None) -> None:
+def _write(out: Path, models: dict[str, dict], caveat: str | None,
+           header: dict[str, str] | None = None) -> None:
     """Write the matrix (every catalog model measured so far) and its rendering, each file
-    replaced whole."""
-    import torch
+    replaced whole.  ``header`` keeps the date and torch version of earlier measurements
+    (``--render``); by default they are today's and this environment's."""
+    if header is None:
+        import torch
 
+        header = {"generated": _dt.date.today().isoformat(), "torch_version": torch.__version__}
     matrix = ExportMatrix.model_validate({
-        "version": VERSION, "generated": _dt.date.today().isoformat(),
-        "zoo_version": zoo.__version__, "torch_version": torch.__version__,
+        "version": VERSION, "zoo_version": zoo.__version__, **header,
         "formats": FORMAT_NAMES, **({"caveat": caveat} if caveat else {}),
         "models": {n: models[n] for n in sorted(models) if n in zoo.list_models()}})
     out.mkdir(parents=True, exist_ok=True)

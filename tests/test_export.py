@@ -333,3 +333,43 @@ def test_matrix_script_takes_patterns_in_order_and_keeps_results_over_timeouts()
     calls: list[str] = []
     a, b = script["_alternating_medians_ms"](lambda: calls.append("a"), lambda: calls.append("b"), 3)
     assert calls == ["a", "b"] * 4 and a >= 0 and b >= 0  # one warm-up each, then alternating
+
+
+def _run_matrix_script(args: list[str], hide: str | None = None):
+    """Run scripts/export_matrix.py in a fresh interpreter, ``hide`` made unimportable."""
+    import subprocess
+    import sys
+
+    code = ("import runpy, sys\n"
+            + (f"sys.modules[{hide!r}] = None\n" if hide else "")
+            + f"sys.argv = ['export_matrix.py', *{args!r}]\n"
+            + f"runpy.run_path({str(ROOT / 'scripts' / 'export_matrix.py')!r}, run_name='__main__')\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_matrix_script_refuses_an_environment_without_the_export_runtime(tmp_path: Path) -> None:
+    """Without onnxruntime every child would fail and each row would be recorded as an export
+    error: the script stops first, names what is missing, and writes nothing."""
+    proc = _run_matrix_script(["sret_t", "--out", str(tmp_path)], hide="onnxruntime")
+    assert proc.returncode == 2, proc.stderr
+    assert "lacks onnxruntime" in proc.stderr and "[export]" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_matrix_render_keeps_the_measurements_date_and_torch(tmp_path: Path) -> None:
+    """--render measures nothing, so the file keeps the date and torch version of the run that
+    measured it; the caveat is replaced as asked."""
+    from zoo.export.matrix import VERSION
+
+    name = zoo.list_models()[0]
+    row = {"status": "ok", "max_rel_error": 0.0, "spec_sha256": zoo.get_spec(name).digest()}
+    (tmp_path / "export-matrix.json").write_text(json.dumps({
+        "version": VERSION, "generated": "2000-01-02", "torch_version": "0.0.test",
+        "formats": {"onnx": "o", "pt2": "p"}, "models": {name: {"onnx": row, "pt2": row}}}))
+    proc = _run_matrix_script(["--render", "--out", str(tmp_path), "--caveat", "a test caveat"])
+    assert proc.returncode == 0, proc.stderr
+    written = json.loads((tmp_path / "export-matrix.json").read_text())
+    assert (written["generated"], written["torch_version"]) == ("2000-01-02", "0.0.test")
+    assert written["caveat"] == "a test caveat" and written["models"][name]["onnx"] == row
+    text = (tmp_path / "export.md").read_text()
+    assert "on 2000-01-02" in text and "torch 0.0.test" in text and "a test caveat" in text
