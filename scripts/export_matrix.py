@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import fnmatch
-import importlib.util
 import json
 import os
 import subprocess
@@ -30,10 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import zoo  # noqa: E402
+from zoo.errors import MissingDependencyError, require_modules  # noqa: E402
+from zoo.export.commands import ONNX_MODULES  # noqa: E402
 from zoo.export.matrix import FORMAT_NAMES, VERSION, ExportMatrix  # noqa: E402
 
 DOCS = ROOT / "docs"
-RUNTIME = ("torch", "onnx", "onnxscript", "onnxruntime")  # what measuring needs (the export extra)
 
 
 def _measure_one(name: str, threads: int, runs: int) -> dict:
@@ -219,10 +219,11 @@ def main() -> int:
     if args.render:  # the measurements' date and torch stay those of the file
         _write(args.out, models, caveat, {k: old[k] for k in ("generated", "torch_version") if k in old})
         return 0
-    missing = [m for m in RUNTIME if importlib.util.find_spec(m) is None]
-    if missing:  # each child would fail alike and every row would become an error
-        ap.error(f"{sys.executable} lacks {', '.join(missing)}: run it in the environment that has "
-                 "the export extra (pip install '.[export]')")
+    try:  # else each child would fail alike and every row would become an error
+        require_modules(f"measuring the matrix (with {sys.executable})", ["torch", *ONNX_MODULES],
+                        "export")
+    except MissingDependencyError as e:
+        ap.error(str(e))
     names = _in_pattern_order(zoo.list_models(), args.patterns)
     for i, name in enumerate(names, 1):
         digest = zoo.get_spec(name).digest()

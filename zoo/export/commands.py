@@ -9,6 +9,7 @@ from zoo.argtypes import positive_int
 from zoo.errors import require_modules
 
 FORMAT_CHOICES = ("onnx", "pt2")
+ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")  # writing and checking ONNX: the export extra
 
 
 def batch_size(text: str) -> int | None:
@@ -18,8 +19,7 @@ def batch_size(text: str) -> int | None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     if args.format == "onnx":
-        require_modules("zoo export --format onnx", ["onnx", "onnxscript", "onnxruntime"],
-                        "export")
+        require_modules("zoo export --format onnx", list(ONNX_MODULES), "export")
     from zoo.export.run import export  # imports torch
 
     report = export(args.name, format=args.format, out=args.out, weights=args.weights,
